@@ -1,0 +1,145 @@
+"""Anny, the free body model (Apache-2.0 code, CC0 MakeHuman data, on PyPI), behind :class:`BodyModel`.
+
+Anny's frame is Z-up, the body facing -Y, metres, root joint at the origin. Pose deltas use Anny's
+``local-ref`` parameterisation: each joint's rotation is expressed in world-aligned axes about the joint's
+head, like SMPL-X, so a (J, 3) axis-angle table drives it. Shape = Anny's phenotype values in [0, 1]
+(gender, age, muscle, weight, height, proportions), 0.5 = average.
+
+The first instantiation of Anny builds a cache of about 800 MB that takes minutes (once per machine);
+:func:`anny_cache_dir` decides where it lives.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import torch
+
+from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
+from posecore.errors import BackendUnavailableError
+from posecore.rotations import axis_angle_to_matrix
+
+# The joints that make up the paper's "body pose" theta_b for Anny: the trunk and limbs, no fingers,
+# toes, eyes or twist bones (twist bones follow their parents). Order mirrors SMPL-X's 21 body joints.
+ANNY_BODY_JOINTS = [
+    "upperleg01.L", "upperleg01.R", "spine05", "lowerleg01.L", "lowerleg01.R", "spine04",
+    "foot.L", "foot.R", "spine03", "spine02", "spine01", "neck01", "clavicle.L", "clavicle.R",
+    "head", "upperarm01.L", "upperarm01.R", "lowerarm01.L", "lowerarm01.R", "wrist.L", "wrist.R",
+]
+
+# SMPL-X body-joint name -> Anny bone, for cross-model metrics and retargeting initialisations.
+SMPLX_TO_ANNY = {
+    "pelvis": "root", "left_hip": "upperleg01.L", "right_hip": "upperleg01.R", "spine1": "spine05",
+    "left_knee": "lowerleg01.L", "right_knee": "lowerleg01.R", "spine2": "spine04",
+    "left_ankle": "foot.L", "right_ankle": "foot.R", "spine3": "spine02", "neck": "neck01",
+    "left_collar": "clavicle.L", "right_collar": "clavicle.R", "head": "head",
+    "left_shoulder": "upperarm01.L", "right_shoulder": "upperarm01.R",
+    "left_elbow": "lowerarm01.L", "right_elbow": "lowerarm01.R", "left_wrist": "wrist.L", "right_wrist": "wrist.R",
+}
+
+
+def anny_cache_dir() -> pathlib.Path:
+    """Where Anny's build cache lives: ``$ANNY_CACHE_DIR``, else ``$POSEFIT_CACHE_DIR/anny``,
+    else ``~/.cache/posefit/anny``. The same folder is reused by the CLI, the tests and CI."""
+    if os.environ.get("ANNY_CACHE_DIR"):
+        return pathlib.Path(os.environ["ANNY_CACHE_DIR"])
+    root = os.environ.get("POSEFIT_CACHE_DIR")
+    base = pathlib.Path(root) if root else pathlib.Path.home() / ".cache" / "posefit"
+    return base / "anny"
+
+
+_MODEL_CACHE: dict[str, object] = {}
+
+
+def _load_anny_module():
+    """Import anny with its cache directory set; one Anny instance per process."""
+    if "anny" in _MODEL_CACHE:
+        return _MODEL_CACHE["anny"]
+    cache = anny_cache_dir()
+    os.environ.setdefault("ANNY_CACHE_DIR", str(cache))
+    try:
+        import anny
+        import anny.paths
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise BackendUnavailableError(
+            f"the free body model needs the 'anny' package: pip install anny==0.6.2 ({exc})"
+        ) from exc
+    anny.paths.set_anny_cache_path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    model = anny.Anny()  # minutes the first time on a machine (builds the cache), then under a second
+    model = model.to(torch.float32)
+    _MODEL_CACHE["anny"] = model
+    return model
+
+
+class AnnyBody(BodyModel):
+    """The Anny full-body model (13,718 vertices, 27,420 triangles, 104 joints).
+
+    Args:
+        device: torch device for the model's buffers.
+    """
+
+    name = "anny"
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        model = _load_anny_module()
+        self._model = model.to(device)
+        self.device = torch.device(device)
+        self.joint_names = list(model.bone_labels)
+        self.parents = [int(p) if p is not None and p >= 0 else -1 for p in model.bone_parents]
+        self.faces = model.faces.to(device=device, dtype=torch.int64)
+        self._bone_weights = model.vertex_bone_weights.to(device=device, dtype=torch.float32)  # (V, 9)
+        self._bone_indices = model.vertex_bone_indices.to(device=device, dtype=torch.int64)  # (V, 9)
+        dense = torch.zeros(model.template_vertices.shape[0], len(self.joint_names), device=device)
+        self.skinning_weights = dense.scatter_add_(1, self._bone_indices, self._bone_weights)
+        self.body_joints = list(ANNY_BODY_JOINTS)
+        self.up_axis = torch.tensor([0.0, 0.0, 1.0])
+        self.shape_names = list(model.phenotype_labels)
+        self.num_shape = len(self.shape_names)
+        self.num_expression = 0
+        self._rest_cache: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    def default_shape(self) -> torch.Tensor:
+        """(S,) 0.5 for every phenotype: the average body."""
+        return torch.full((self.num_shape,), 0.5)
+
+    def _rest_model(self, shape: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Anny's rest model for one shape; cached while the shape is a constant (the common case)."""
+        if not shape.requires_grad and self._rest_cache is not None and torch.equal(self._rest_cache[0], shape):
+            return self._rest_cache[1]
+        coeffs = self._model._get_phenotype_blendshape_coefficients(
+            shape[None].to(self._model.dtype),
+            torch.zeros(1, len(self._model.local_change_labels), dtype=self._model.dtype, device=shape.device),
+            torch.zeros(1, len(self._model.facial_action_labels), dtype=self._model.dtype, device=shape.device),
+        )
+        rest = self._model.get_rest_model(coeffs)
+        if not shape.requires_grad:
+            self._rest_cache = (shape.detach().clone(), rest)
+        return rest
+
+    def forward(self, params: BodyParams) -> BodyOutput:
+        """Pose Anny.
+
+        Args:
+            params: rotations (104, 3) axis-angle (world-aligned axes about each joint's head), translation (3,)
+                metres, shape (6,) phenotypes in [0, 1].
+
+        Returns:
+            vertices (13718, 3), joints (104, 3) in metres, Z-up; joint_rotations_world (104, 3, 3).
+        """
+        rest = self._rest_model(params.shape.to(self.device))
+        num = self.num_joints
+        delta = torch.eye(4, device=self.device).repeat(1, num, 1, 1)
+        delta = delta.clone()
+        delta[0, :, :3, :3] = axis_angle_to_matrix(params.rotations.to(self.device))
+        transforms, poses = self._model.get_bone_transforms(delta, rest["rest_bone_poses"])
+        transforms = transforms[0]  # (J, 4, 4): rest -> posed
+        rest_vertices = rest["rest_vertices"][0]
+        # Sparse linear blend skinning (9 bones per vertex), pure torch so it runs on any device.
+        per_vertex = transforms[self._bone_indices]  # (V, 9, 4, 4)
+        blended = (self._bone_weights[..., None, None] * per_vertex).sum(1)  # (V, 4, 4)
+        vertices = (blended[:, :3, :3] @ rest_vertices[:, :, None])[..., 0] + blended[:, :3, 3]
+        translation = params.translation.to(self.device)
+        joints = poses[0, :, :3, 3] + translation
+        return BodyOutput(vertices=vertices + translation, joints=joints, joint_rotations_world=poses[0, :, :3, :3])
