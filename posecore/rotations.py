@@ -51,20 +51,50 @@ def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     """
     m = matrix
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    q_abs = torch.stack(
-        [1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1
-    ).clamp_min(1e-12).sqrt()
+    q_abs = (
+        torch.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], dim=-1)
+        .clamp_min(1e-12)
+        .sqrt()
+    )
     # Four candidate quaternions; pick the best conditioned one (largest |component|).
     cands = torch.stack(
         [
-            torch.stack([q_abs[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                         m[..., 1, 0] - m[..., 0, 1]], dim=-1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], q_abs[..., 1] ** 2, m[..., 1, 0] + m[..., 0, 1],
-                         m[..., 0, 2] + m[..., 2, 0]], dim=-1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], q_abs[..., 2] ** 2,
-                         m[..., 2, 1] + m[..., 1, 2]], dim=-1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 2, 0] + m[..., 0, 2], m[..., 2, 1] + m[..., 1, 2],
-                         q_abs[..., 3] ** 2], dim=-1),
+            torch.stack(
+                [
+                    q_abs[..., 0] ** 2,
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    q_abs[..., 1] ** 2,
+                    m[..., 1, 0] + m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] + m[..., 0, 1],
+                    q_abs[..., 2] ** 2,
+                    m[..., 2, 1] + m[..., 1, 2],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 2, 0] + m[..., 0, 2],
+                    m[..., 2, 1] + m[..., 1, 2],
+                    q_abs[..., 3] ** 2,
+                ],
+                dim=-1,
+            ),
         ],
         dim=-2,
     ) / (2.0 * q_abs[..., None])

@@ -25,7 +25,7 @@ def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
     if spec.startswith("smplx:"):
         from posecore.bodies.smplx_body import SmplxBody
 
-        rest = spec[len("smplx:"):]
+        rest = spec[len("smplx:") :]
         gender = "neutral"
         head, _, tail = rest.rpartition(":")
         if head and tail.lower() in ("neutral", "male", "female"):
@@ -50,7 +50,8 @@ def params_from_init(body: BodyModel, init) -> BodyParams:
     if unknown:
         hint = " (an SMPL-X initialisation needs --model smplx:DIR)" if "left_hip" in names else ""
         raise ParameterError(
-            f"{init.source}: joints {unknown[:6]}{'...' if len(unknown) > 6 else ''} are not joints of {body.name}{hint}"
+            f"{init.source}: joints {unknown[:6]}{'...' if len(unknown) > 6 else ''} "
+            f"are not joints of {body.name}{hint}"
         )
     params = body.default_params()
     params.rotations = torch.from_numpy(np.asarray(init.rotations_array(body.joint_names), np.float32))

@@ -108,7 +108,8 @@ class BodyModel(ABC):
             return self.joint_names.index(name)
         except ValueError:
             near = [n for n in self.joint_names if name.lower() in n.lower()][:8]
-            raise KeyError(f"{self.name} has no joint {name!r}" + (f" (did you mean {near}?)" if near else ""))
+            hint = f" (did you mean {near}?)" if near else ""
+            raise KeyError(f"{self.name} has no joint {name!r}{hint}") from None
 
     @property
     def body_joint_indices(self) -> list[int]:

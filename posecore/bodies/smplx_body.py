@@ -56,16 +56,61 @@ PKL_HINT = (
 
 # SMPL-X's 55 joint names (smplx.joint_names.JOINT_NAMES[:55]), kept here so importing needs no smplx.
 SMPLX_JOINT_NAMES: list[str] = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "jaw",
-    "left_eye_smplhf", "right_eye_smplhf",
-    "left_index1", "left_index2", "left_index3", "left_middle1", "left_middle2", "left_middle3",
-    "left_pinky1", "left_pinky2", "left_pinky3", "left_ring1", "left_ring2", "left_ring3",
-    "left_thumb1", "left_thumb2", "left_thumb3",
-    "right_index1", "right_index2", "right_index3", "right_middle1", "right_middle2", "right_middle3",
-    "right_pinky1", "right_pinky2", "right_pinky3", "right_ring1", "right_ring2", "right_ring3",
-    "right_thumb1", "right_thumb2", "right_thumb3",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "jaw",
+    "left_eye_smplhf",
+    "right_eye_smplhf",
+    "left_index1",
+    "left_index2",
+    "left_index3",
+    "left_middle1",
+    "left_middle2",
+    "left_middle3",
+    "left_pinky1",
+    "left_pinky2",
+    "left_pinky3",
+    "left_ring1",
+    "left_ring2",
+    "left_ring3",
+    "left_thumb1",
+    "left_thumb2",
+    "left_thumb3",
+    "right_index1",
+    "right_index2",
+    "right_index3",
+    "right_middle1",
+    "right_middle2",
+    "right_middle3",
+    "right_pinky1",
+    "right_pinky2",
+    "right_pinky3",
+    "right_ring1",
+    "right_ring2",
+    "right_ring3",
+    "right_thumb1",
+    "right_thumb2",
+    "right_thumb3",
 ]
 SMPLX_BODY_JOINTS: list[str] = SMPLX_JOINT_NAMES[1:22]  # the paper's theta_b: left_hip .. right_wrist
 HAND_ROWS = {"left": slice(25, 40), "right": slice(40, 55)}
@@ -183,15 +228,23 @@ def validate_smplx_file(path: Path, num_betas: int = 10, num_expression: int = 1
 
 def _validate(npz: _NpzHeaders, path: Path, num_betas: int, num_expression: int) -> dict[str, Any]:
     required = [
-        "v_template", "f", "J_regressor", "weights", "kintree_table", "shapedirs", "posedirs",
-        "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr",
-        "lmk_faces_idx", "lmk_bary_coords",
+        "v_template",
+        "f",
+        "J_regressor",
+        "weights",
+        "kintree_table",
+        "shapedirs",
+        "posedirs",
+        "hands_componentsl",
+        "hands_componentsr",
+        "hands_meanl",
+        "hands_meanr",
+        "lmk_faces_idx",
+        "lmk_bary_coords",
     ]
     missing = [k for k in required if k not in npz.keys]
     if missing:
-        raise InputFileError(
-            path, f"not an SMPL-X model file: missing key(s) {missing} (found {sorted(npz.keys)})"
-        )
+        raise InputFileError(path, f"not an SMPL-X model file: missing key(s) {missing} (found {sorted(npz.keys)})")
     shapes = {k: npz.header(k)[0] for k in required}
 
     v_shape = shapes["v_template"]
@@ -234,18 +287,16 @@ def _validate(npz: _NpzHeaders, path: Path, num_betas: int, num_expression: int)
         max_betas, max_expr = 300, min(100, num_s - 300)
     else:
         raise _shape_error(
-            path, "shapedirs", s_shape,
-            f"({num_v}, 3, 20) (10 shape + 10 expression, SMPL-X v1.0) or "
-            f"({num_v}, 3, 400) (300 + 100, v1.1)",
+            path,
+            "shapedirs",
+            s_shape,
+            f"({num_v}, 3, 20) (10 shape + 10 expression, SMPL-X v1.0) or ({num_v}, 3, 400) (300 + 100, v1.1)",
         )
     if not 1 <= num_betas <= max_betas:
-        raise ParameterError(
-            f"{path}: num_betas={num_betas}, but this file holds 1..{max_betas} shape coefficients"
-        )
+        raise ParameterError(f"{path}: num_betas={num_betas}, but this file holds 1..{max_betas} shape coefficients")
     if not 0 <= num_expression <= max_expr:
         raise ParameterError(
-            f"{path}: num_expression={num_expression}, "
-            f"but this file holds 0..{max_expr} expression coefficients"
+            f"{path}: num_expression={num_expression}, but this file holds 0..{max_expr} expression coefficients"
         )
 
     p_shape = shapes["posedirs"]
@@ -293,9 +344,7 @@ def _import_smplx():
     try:
         import smplx
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise BackendUnavailableError(
-            f"SMPL-X needs the 'smplx' package: pip install smplx==0.1.28 ({exc})"
-        ) from exc
+        raise BackendUnavailableError(f"SMPL-X needs the 'smplx' package: pip install smplx==0.1.28 ({exc})") from exc
     return smplx
 
 
@@ -374,9 +423,7 @@ class SmplxBody(BodyModel):
         for d in range(1, max(depth) + 1):
             members = [j for j in range(NUM_JOINTS) if depth[j] == d]
             parent_pos = [order.index(self.parents[j]) for j in members]
-            levels.append(
-                (torch.tensor(members, device=self.device), torch.tensor(parent_pos, device=self.device))
-            )
+            levels.append((torch.tensor(members, device=self.device), torch.tensor(parent_pos, device=self.device)))
             order += members
         inverse = torch.empty(NUM_JOINTS, dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(NUM_JOINTS)
@@ -422,9 +469,7 @@ class SmplxBody(BodyModel):
             return_shaped=False,
         )
         world = self._world_rotations(axis_angle_to_matrix(rot))
-        return BodyOutput(
-            vertices=out.vertices[0], joints=out.joints[0, :NUM_JOINTS], joint_rotations_world=world
-        )
+        return BodyOutput(vertices=out.vertices[0], joints=out.joints[0, :NUM_JOINTS], joint_rotations_world=world)
 
     def params_from_init(self, init: Any, flat_hand_mean: bool | None = None) -> BodyParams:
         """Body parameters from a ``BodyInit``-like object (duck-typed).
@@ -475,14 +520,11 @@ class SmplxBody(BodyModel):
             if side in hand_pca:
                 if explicit:
                     raise ParameterError(
-                        f"the {side} hand is given both as PCA coefficients and as finger rotations "
-                        f"{explicit}"
+                        f"the {side} hand is given both as PCA coefficients and as finger rotations {explicit}"
                     )
                 coeffs = _vector(hand_pca[side], None, f"{side} hand PCA coefficients")
                 if coeffs.size > 45:
-                    raise ParameterError(
-                        f"{side} hand PCA: {coeffs.size} coefficients given, at most 45 exist"
-                    )
+                    raise ParameterError(f"{side} hand PCA: {coeffs.size} coefficients given, at most 45 exist")
                 rotations[rows] = (coeffs @ self.hands_components[side][: coeffs.size]).reshape(15, 3)
             if not flat_hand_mean and (side in hand_pca or explicit):
                 rotations[rows] += self.hands_mean[side].reshape(15, 3)

@@ -52,23 +52,120 @@ from posecore.bodies.anny_body import SMPLX_TO_ANNY, AnnyBody
 
 # SMPL-X's 55 joints, in SMPL-X order (smplx.joint_names.JOINT_NAMES[:55]).
 SMPLX_JOINT_NAMES: list[str] = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "jaw",
-    "left_eye_smplhf", "right_eye_smplhf",
-    "left_index1", "left_index2", "left_index3", "left_middle1", "left_middle2", "left_middle3",
-    "left_pinky1", "left_pinky2", "left_pinky3", "left_ring1", "left_ring2", "left_ring3",
-    "left_thumb1", "left_thumb2", "left_thumb3",
-    "right_index1", "right_index2", "right_index3", "right_middle1", "right_middle2", "right_middle3",
-    "right_pinky1", "right_pinky2", "right_pinky3", "right_ring1", "right_ring2", "right_ring3",
-    "right_thumb1", "right_thumb2", "right_thumb3",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "jaw",
+    "left_eye_smplhf",
+    "right_eye_smplhf",
+    "left_index1",
+    "left_index2",
+    "left_index3",
+    "left_middle1",
+    "left_middle2",
+    "left_middle3",
+    "left_pinky1",
+    "left_pinky2",
+    "left_pinky3",
+    "left_ring1",
+    "left_ring2",
+    "left_ring3",
+    "left_thumb1",
+    "left_thumb2",
+    "left_thumb3",
+    "right_index1",
+    "right_index2",
+    "right_index3",
+    "right_middle1",
+    "right_middle2",
+    "right_middle3",
+    "right_pinky1",
+    "right_pinky2",
+    "right_pinky3",
+    "right_ring1",
+    "right_ring2",
+    "right_ring3",
+    "right_thumb1",
+    "right_thumb2",
+    "right_thumb3",
 ]
 
 # The real SMPL-X kinematic tree (kintree_table[0] of the official files; -1 = root).
 SMPLX_PARENTS: list[int] = [
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15, 15, 15,
-    20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
-    21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
+    -1,
+    0,
+    0,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    9,
+    9,
+    12,
+    13,
+    14,
+    16,
+    17,
+    18,
+    19,
+    15,
+    15,
+    15,
+    20,
+    25,
+    26,
+    20,
+    28,
+    29,
+    20,
+    31,
+    32,
+    20,
+    34,
+    35,
+    20,
+    37,
+    38,
+    21,
+    40,
+    41,
+    21,
+    43,
+    44,
+    21,
+    46,
+    47,
+    21,
+    49,
+    50,
+    21,
+    52,
+    53,
 ]
 
 _FINGERS = {"index": 2, "middle": 3, "pinky": 5, "ring": 4, "thumb": 1}  # SMPL-X finger -> Anny finger number
@@ -95,7 +192,12 @@ ANNY_TO_SMPLX_ROTATION = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0,
 # Phenotype ranges sampled for the shape space, as +- around 0.5: Anny's full age and height ranges span
 # newborns to 2.1 m giants; adult-like variation keeps unit betas at SMPL-X-like magnitudes (centimetres).
 _PHENOTYPE_SPREAD = {
-    "gender": 0.5, "age": 0.1, "muscle": 0.5, "weight": 0.5, "height": 0.15, "proportions": 0.5,
+    "gender": 0.5,
+    "age": 0.1,
+    "muscle": 0.5,
+    "weight": 0.5,
+    "height": 0.15,
+    "proportions": 0.5,
 }
 
 JOINT_REGRESSION_TOLERANCE = 1e-5  # metres; the writer raises if any regressed joint is further off
@@ -298,7 +400,7 @@ def _build_arrays(num_betas: int, num_expression: int, seed: int) -> dict[str, n
     num_shape_cols, expr_start = (20, 10) if compact else (400, 300)
     shapedirs = np.zeros((num_verts, 3, num_shape_cols))
     shapedirs[:, :, :num_betas] = shape_dirs
-    shapedirs[:, :, expr_start:expr_start + num_expression] = expr_dirs
+    shapedirs[:, :, expr_start : expr_start + num_expression] = expr_dirs
 
     # --- Hands: random orthonormal PCA bases, zero means.
     def orthonormal() -> np.ndarray:
@@ -349,9 +451,7 @@ def save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def write_synthetic_smplx_model(
-    path: Path, num_betas: int = 10, num_expression: int = 10, seed: int = 0
-) -> Path:
+def write_synthetic_smplx_model(path: Path, num_betas: int = 10, num_expression: int = 10, seed: int = 0) -> Path:
     """Write a human-shaped SMPL-X-format ``.npz`` model (see the module docstring) and return its path.
 
     Args:

@@ -95,8 +95,14 @@ class PinholeCamera:
         w, h = max(1, round(self.width * factor)), max(1, round(self.height * factor))
         sx, sy = w / self.width, h / self.height
         return PinholeCamera(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, w, h,
-            self.rotation, self.translation,
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5) * sx - 0.5,
+            (self.cy + 0.5) * sy - 0.5,
+            w,
+            h,
+            self.rotation,
+            self.translation,
         )
 
     # ---------------------------------------------------------------- projection

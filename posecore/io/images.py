@@ -164,9 +164,7 @@ def load_mask(
     return _resize(torch.from_numpy(mask.copy())[:, :, None], size)[:, :, 0]
 
 
-def load_image_alpha(
-    path: str | os.PathLike[str], size: tuple[int, int] | None = None
-) -> torch.Tensor | None:
+def load_image_alpha(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor | None:
     """The alpha channel of an image, or ``None`` when it has none.
 
     Args:
@@ -225,8 +223,7 @@ def save_image(path: str | os.PathLike[str], image: torch.Tensor | np.ndarray) -
     fmt = _SAVE_FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise ParameterError(
-            f"{p}: cannot save images as {p.suffix or '(no extension)'!r}: use "
-            f"{', '.join(_SAVE_FORMATS)}"
+            f"{p}: cannot save images as {p.suffix or '(no extension)'!r}: use {', '.join(_SAVE_FORMATS)}"
         )
     arr = _to_uint8(image)
     if fmt == "JPEG" and arr.ndim == 3 and arr.shape[2] == 4:

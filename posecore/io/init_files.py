@@ -54,9 +54,7 @@ from posecore.errors import InputFileError
 from posecore.io.safe_pickle import load_pickle_safely
 
 # The 55 SMPL-X joints in the order of smplx.joint_names.JOINT_NAMES[:55] (smplx 0.1.28).
-_HAND_JOINTS = [
-    f"{finger}{i}" for finger in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)
-]
+_HAND_JOINTS = [f"{finger}{i}" for finger in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)]
 SMPLX_BODY_JOINT_NAMES: list[str] = [
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
     "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
@@ -424,11 +422,7 @@ def _load_mapping(path: Path) -> list[dict[str, Any]]:
             raise InputFileError(path, f"cannot be read as UTF-8 JSON text: {exc}") from None
     if isinstance(records, Mapping):
         records = [records]
-    if (
-        not isinstance(records, list | tuple)
-        or not records
-        or not all(isinstance(r, Mapping) for r in records)
-    ):
+    if not isinstance(records, list | tuple) or not records or not all(isinstance(r, Mapping) for r in records):
         raise InputFileError(
             path, f"expected a dict of named arrays (or a list of them), found {type(records).__name__}"
         )
@@ -447,9 +441,7 @@ def _load_npz(path: Path) -> dict[str, Any]:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise InputFileError(path, f"is not a readable .npz archive (corrupt or truncated?): {exc}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputFileError(
-            path, "holds a single array (.npy data), expected an .npz archive of named arrays"
-        )
+        raise InputFileError(path, "holds a single array (.npy data), expected an .npz archive of named arrays")
     out: dict[str, Any] = {}
     with archive:
         for key in archive.files:
@@ -473,9 +465,7 @@ def _parse_posefit(r: _Reader) -> _Parsed:
     raw_names = r.data["joint_names"]
     names_arr = np.asarray(raw_names)
     if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
-        raise r.error(
-            f"'joint_names' has shape {names_arr.shape} and dtype {names_arr.dtype}, expected (J,) text"
-        )
+        raise r.error(f"'joint_names' has shape {names_arr.shape} and dtype {names_arr.dtype}, expected (J,) text")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in names_arr.tolist()]
     parsed = _Parsed(
         joint_names=names,
@@ -617,9 +607,7 @@ def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
     betas = r.vector(keys["betas"]) if keys["betas"] is not None else None
     expression = r.vector(keys["expression"]) if keys["expression"] is not None else None
     cam_rotation = r.rotation_matrices(keys["camera_rotation"]) if keys["camera_rotation"] else None
-    cam_translation = (
-        r.joints(keys["camera_translation"], 1)[:, 0] if keys["camera_translation"] else None
-    )
+    cam_translation = r.joints(keys["camera_translation"], 1)[:, 0] if keys["camera_translation"] else None
     frames = r.frames()
 
     rotations = np.zeros((frames, len(names), 3))

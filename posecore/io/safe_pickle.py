@@ -111,10 +111,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _refusal_message(qualified: str) -> str:
-    message = (
-        f"refuses to load pickle global '{qualified}': "
-        "only numpy arrays, dicts, lists and scalars are allowed"
-    )
+    message = f"refuses to load pickle global '{qualified}': only numpy arrays, dicts, lists and scalars are allowed"
     if qualified.startswith("torch") or "torch.save" in qualified:
         message += _TORCH_HINT
     elif qualified.startswith("chumpy"):

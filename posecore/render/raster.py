@@ -221,7 +221,9 @@ class RasterRenderer:
         cam_vertices = cam.world_to_camera(scene.vertices)  # (V, 3), differentiable in pose and vertices
         z = cam_vertices[:, 2]
         z_safe = torch.where(z > _NEAR, z, torch.full_like(z, _NEAR))
-        uv = torch.stack([cam.fx * cam_vertices[:, 0] / z_safe + cam.cx, cam.fy * cam_vertices[:, 1] / z_safe + cam.cy], -1)
+        uv = torch.stack(
+            [cam.fx * cam_vertices[:, 0] / z_safe + cam.cx, cam.fy * cam_vertices[:, 1] / z_safe + cam.cy], -1
+        )
 
         local_index = rasterize(uv.detach(), z.detach(), faces, width, height, self.cull_backfaces)
         flat_index = local_index.reshape(-1)
@@ -252,8 +254,9 @@ class RasterRenderer:
         return RenderOutput(image=rgba[..., :3], alpha=rgba[..., 3], face_index=face_index)
 
     # ------------------------------------------------------------------ shading
-    def _shader(self, scene: RenderScene, cam_vertices: torch.Tensor, uv: torch.Tensor, z: torch.Tensor,
-                faces: torch.Tensor):
+    def _shader(
+        self, scene: RenderScene, cam_vertices: torch.Tensor, uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor
+    ):
         """A function (face ids (M,), screen-space barycentrics (M, 3)) -> (M, 3) Lambert-shaded colours.
 
         Attributes are interpolated with perspective-corrected barycentrics.
@@ -261,8 +264,10 @@ class RasterRenderer:
         normals = vertex_normals(cam_vertices, scene.faces) if self.smooth_normals else None
         albedo_v = scene.vertex_colors.to(uv)
         rotation = scene.camera.rotation.to(uv)
-        lights = [(rotation @ light.direction.to(uv), light.intensity.to(uv))
-                  for light in scene.lighting.resolved(scene.camera)]
+        lights = [
+            (rotation @ light.direction.to(uv), light.intensity.to(uv))
+            for light in scene.lighting.resolved(scene.camera)
+        ]
         ambient = scene.lighting.ambient.to(uv)
 
         def shade(face: torch.Tensor, screen_bary: torch.Tensor) -> torch.Tensor:
@@ -366,14 +371,18 @@ class RasterRenderer:
                 if axis == 0:
                     a_ids, b_ids = ids[:, :-1], ids[:, 1:]
                     ys, xs = torch.meshgrid(
-                        torch.arange(height, device=ids.device), torch.arange(width - 1, device=ids.device), indexing="ij"
+                        torch.arange(height, device=ids.device),
+                        torch.arange(width - 1, device=ids.device),
+                        indexing="ij",
                     )
                     a_pix = ys * width + xs
                     b_pix = a_pix + 1
                 else:
                     a_ids, b_ids = ids[:-1, :], ids[1:, :]
                     ys, xs = torch.meshgrid(
-                        torch.arange(height - 1, device=ids.device), torch.arange(width, device=ids.device), indexing="ij"
+                        torch.arange(height - 1, device=ids.device),
+                        torch.arange(width, device=ids.device),
+                        indexing="ij",
                     )
                     a_pix = ys * width + xs
                     b_pix = a_pix + width
@@ -381,8 +390,12 @@ class RasterRenderer:
                 a_ids, b_ids = a_ids.reshape(-1)[differ], b_ids.reshape(-1)[differ]
                 a_pix, b_pix = a_pix.reshape(-1)[differ], b_pix.reshape(-1)[differ]
                 # Front = the pixel whose face is nearer (background is never in front).
-                da = torch.where(a_ids >= 0, mean_depth[a_ids.clamp_min(0)], torch.full_like(a_ids, 1e30, dtype=z.dtype))
-                db = torch.where(b_ids >= 0, mean_depth[b_ids.clamp_min(0)], torch.full_like(b_ids, 1e30, dtype=z.dtype))
+                da = torch.where(
+                    a_ids >= 0, mean_depth[a_ids.clamp_min(0)], torch.full_like(a_ids, 1e30, dtype=z.dtype)
+                )
+                db = torch.where(
+                    b_ids >= 0, mean_depth[b_ids.clamp_min(0)], torch.full_like(b_ids, 1e30, dtype=z.dtype)
+                )
                 a_front = da <= db
                 front_pix = torch.where(a_front, a_pix, b_pix)
                 back_pix = torch.where(a_front, b_pix, a_pix)

@@ -1,0 +1,7 @@
+"""``python -m posecore``: see :mod:`posecore.cli`."""
+
+import sys
+
+from posecore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,314 @@
+"""Command line: ``python -m posecore fit ...`` and ``python -m posecore demo --out DIR``.
+
+Exit status 0 on success, 2 with one clear line on stderr for bad input, 1 for other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from posecore.errors import PoseFitError
+
+
+def _threads(value: int | None) -> None:
+    if value:
+        torch.set_num_threads(value)
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm progress bar on a terminal, else a no-op."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="it", dynamic_ncols=True, leave=False)
+
+
+def run_fit_loop(fitter, show_progress: bool) -> list:
+    """Drive the fitter to the end with an optional progress bar; returns all states."""
+    bar = _progress(fitter.preset.iterations + 1, show_progress)
+    states = []
+    try:
+        for state in fitter.steps():
+            states.append(state)
+            if bar is not None:
+                bar.set_postfix(loss=f"{state.loss:.4g}")
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return states
+
+
+def summarise(body, states, target, truth=None) -> dict:
+    """Metrics before/after: image error (paper Table 1), and MPJPE / PA-MPJPE when the truth is known."""
+    from posecore.metrics import image_error_percent, mpjpe_mm, pa_mpjpe_mm
+
+    first, last = states[0], states[-1]
+    metrics = {
+        "image_error_percent": {
+            "before": image_error_percent(first.render, target, first.weight),
+            "after": image_error_percent(last.render, target, last.weight),
+        },
+        "loss": {"before": first.loss, "after": last.loss},
+        "iterations": last.iteration,
+        "seconds": last.elapsed_s,
+        "seconds_per_iteration": last.elapsed_s / max(1, last.iteration),
+    }
+    if truth is not None:
+        joints = body.body_joint_indices
+        with torch.no_grad():
+            true_j = body(truth).joints[joints]
+            before = body(first.params).joints[joints]
+            after = body(last.params).joints[joints]
+        metrics["mpjpe_mm"] = {"before": mpjpe_mm(before, true_j), "after": mpjpe_mm(after, true_j)}
+        metrics["pa_mpjpe_mm"] = {"before": pa_mpjpe_mm(before, true_j), "after": pa_mpjpe_mm(after, true_j)}
+    return metrics
+
+
+def history_of(states) -> list[dict]:
+    return [
+        {
+            "iteration": s.iteration,
+            "loss": s.loss,
+            "image_loss": s.image_loss,
+            "prior_loss": s.prior_loss,
+            "seconds": round(s.elapsed_s, 4),
+        }
+        for s in states
+    ]
+
+
+def write_outputs(out: Path, body, fitter, states, target, metrics, settings) -> None:
+    from posecore.figures import fit_figure_png
+    from posecore.results import fit_arrays, result_record, write_fit_outputs
+
+    last = states[-1]
+    error = metrics["image_error_percent"]
+    title = f"{settings.get('preset')} / {settings.get('renderer')}: image error {error['before']:.2f}%"
+    title += f" -> {metrics['image_error_percent']['after']:.2f}%"
+    if "mpjpe_mm" in metrics:
+        title += f", MPJPE {metrics['mpjpe_mm']['before']:.0f} -> {metrics['mpjpe_mm']['after']:.0f} mm"
+    png = fit_figure_png(
+        target,
+        states[0].render,
+        last.render,
+        [s.loss for s in states],
+        title,
+        labels=("iteration 1", f"iteration {last.iteration}"),
+    )
+    record = result_record(body, last.params, last.camera, last.camera_angle, history_of(states), metrics, settings)
+    write_fit_outputs(out, record, fit_arrays(body, last.params, last.camera, last.camera_angle), png)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_demo(args: argparse.Namespace) -> int:
+    from posecore.bodies import load_body_model
+    from posecore.demo import make_demo_case
+    from posecore.fitting.look import Look
+    from posecore.fitting.loop import FitProblem, PoseFitter
+    from posecore.fitting.presets import get_preset
+    from posecore.render import get_renderer
+
+    _threads(args.threads)
+    t0 = time.perf_counter()
+    body = load_body_model("anny")
+    case = make_demo_case(body, size=args.size)
+    renderer = get_renderer(args.renderer)
+    preset = get_preset(args.preset).with_overrides(iterations=args.iterations)
+    look = Look(case.camera, part=args.part)
+    fitter = PoseFitter(FitProblem(body, case.initial, case.target, look, renderer), preset)
+    states = run_fit_loop(fitter, sys.stderr.isatty())
+    metrics = summarise(body, states, case.target, case.truth)
+    settings = {
+        "command": "demo",
+        "preset": preset.name,
+        "renderer": renderer.name,
+        "model": "anny",
+        "size": args.size,
+        "part": args.part,
+        "threads": torch.get_num_threads(),
+    }
+    write_outputs(Path(args.out), body, fitter, states, case.target, metrics, settings)
+    m = metrics
+    print(
+        f"PoseFit demo ({preset.name} preset, {renderer.name} renderer, {args.size}x{args.size}, "
+        f"{torch.get_num_threads()} thread(s)):"
+    )
+    print(
+        f"  MPJPE        {m['mpjpe_mm']['before']:7.1f} mm -> {m['mpjpe_mm']['after']:7.1f} mm  "
+        f"({100 * (1 - m['mpjpe_mm']['after'] / m['mpjpe_mm']['before']):.0f}% lower)"
+    )
+    print(f"  PA-MPJPE     {m['pa_mpjpe_mm']['before']:7.1f} mm -> {m['pa_mpjpe_mm']['after']:7.1f} mm")
+    print(f"  image error  {m['image_error_percent']['before']:7.3f} %  -> {m['image_error_percent']['after']:7.3f} %")
+    print(
+        f"  {m['iterations']} iterations in {m['seconds']:.1f} s ({1000 * m['seconds_per_iteration']:.0f} ms/it); "
+        f"total {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"  wrote {args.out}/figure.png, result.json, fit.npz")
+    return 0
+
+
+def _camera_for(init, width: int, height: int, source_size: tuple[int, int] | None):
+    """The fit camera: the init's intrinsics/extrinsics when present (scaled to the fit size), else defaults."""
+    from posecore.cameras.pinhole import PinholeCamera
+    from posecore.io.init_files import SMPLIFYX_DEFAULT_FOCAL_LENGTH
+
+    cam = init.camera
+    src_w, src_h = (cam.image_size if cam is not None and cam.image_size else None) or source_size or (width, height)
+    sx, sy = width / src_w, height / src_h
+    fx = fy = SMPLIFYX_DEFAULT_FOCAL_LENGTH
+    cx, cy = (src_w - 1) / 2.0, (src_h - 1) / 2.0
+    rotation, translation = torch.eye(3), torch.zeros(3)
+    if cam is not None:
+        if cam.focal_length is not None:
+            fx, fy = cam.focal_length
+        if cam.principal_point is not None:
+            cx, cy = cam.principal_point
+        if cam.rotation is not None:
+            rotation = torch.as_tensor(cam.rotation, dtype=torch.float32)
+        if cam.translation is not None:
+            translation = torch.as_tensor(cam.translation, dtype=torch.float32)
+    return PinholeCamera(
+        fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, width, height, rotation, translation
+    )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from posecore.bodies import load_body_model, params_from_init
+    from posecore.errors import InputFileError, ParameterError
+    from posecore.fitting.look import Look
+    from posecore.fitting.loop import FitProblem, PoseFitter
+    from posecore.fitting.presets import get_preset
+    from posecore.io.images import load_image, load_image_alpha, load_mask
+    from posecore.io.init_files import read_init
+    from posecore.render import get_renderer
+
+    _threads(args.threads)
+    image_path = Path(args.image)
+    if not image_path.is_file():
+        raise InputFileError(image_path, "target image not found")
+    try:
+        with Image.open(image_path) as im:
+            source_size = im.size
+    except OSError as exc:
+        raise InputFileError(image_path, f"not a readable image ({exc})") from exc
+    width, height = source_size
+    if args.size:
+        scale = args.size / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    target = load_image(image_path, size=(width, height))
+    mask = None
+    if args.mask:
+        mask = load_mask(args.mask, size=(width, height))
+    elif args.mask_from_alpha:
+        mask = load_image_alpha(image_path, size=(width, height))
+        if mask is None:
+            raise InputFileError(image_path, "--mask-from-alpha: the image has no alpha channel")
+    init = read_init(args.init, frame=args.frame)
+    body = load_body_model(args.model)
+    initial = params_from_init(body, init)
+    camera = _camera_for(init, width, height, source_size)
+    crop = None
+    if args.crop:
+        try:
+            crop = tuple(int(v) for v in args.crop.split(","))
+        except ValueError:
+            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}") from None
+        if len(crop) != 4:
+            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}")
+    look = Look(camera, part=args.part, crop=crop, render_part_only=args.render_part_only)
+    preset = get_preset(args.preset).with_overrides(
+        iterations=args.iterations,
+        optimise=tuple(args.optimise.split(",")) if args.optimise else None,
+        prior_weight=args.prior_weight,
+    )
+    renderer = get_renderer(args.renderer)
+    fitter = PoseFitter(FitProblem(body, initial, target, look, renderer, person_mask=mask), preset)
+    states = run_fit_loop(fitter, sys.stderr.isatty())
+    truth = None
+    if args.truth:
+        truth = params_from_init(body, read_init(args.truth))
+    metrics = summarise(body, states, target, truth)
+    settings = {
+        "command": "fit",
+        "image": str(image_path),
+        "init": str(args.init),
+        "model": args.model,
+        "preset": preset.name,
+        "renderer": renderer.name,
+        "part": args.part,
+        "crop": crop,
+        "mask": args.mask,
+        "iterations": preset.iterations,
+        "optimise": list(preset.optimise),
+        "prior_weight": preset.prior_weight,
+        "size": [width, height],
+        "threads": torch.get_num_threads(),
+    }
+    write_outputs(Path(args.out), body, fitter, states, target, metrics, settings)
+    print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from posecore.fitting.parts import PART_NAMES
+    from posecore.fitting.presets import DEFAULT_PRESET, PRESETS, UPSTREAM_PARAMETERS
+    from posecore.render import DEFAULT_RENDERER, RENDERER_NAMES
+
+    parser = argparse.ArgumentParser(prog="python -m posecore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--renderer", choices=RENDERER_NAMES, default=DEFAULT_RENDERER)
+        p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+        p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+        p.add_argument("--part", default=None, help=f"selective fit of one part: {', '.join(PART_NAMES)} or joint:NAME")
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--out", required=True, help="output folder (written all at once)")
+
+    demo = sub.add_parser("demo", help="fit the free model to a target rendered from a hidden pose")
+    common(demo)
+    demo.add_argument("--size", type=int, default=256, help="image size in pixels")
+    demo.set_defaults(func=cmd_demo)
+
+    fit = sub.add_parser("fit", help="fit a body initialisation to a photo")
+    common(fit)
+    fit.add_argument("--image", required=True, help="target photo")
+    fit.add_argument("--init", required=True, help="initialisation (.pkl SMPLify-X, .npz, .json, fit.npz)")
+    fit.add_argument("--frame", type=int, default=0, help="frame of a multi-frame initialisation")
+    fit.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
+    fit.add_argument("--mask", default=None, help="person mask image (white = person)")
+    fit.add_argument("--mask-from-alpha", action="store_true", help="use the photo's alpha channel as mask")
+    fit.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
+    fit.add_argument("--render-part-only", action="store_true", help="render only the part (the paper's Fig. 3)")
+    fit.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
+    fit.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    fit.add_argument("--truth", default=None, help="ground-truth parameters (fit.npz) for MPJPE")
+    fit.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    fit.set_defaults(func=cmd_fit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except PoseFitError as exc:
+        print(f"posefit: error: {exc}", file=sys.stderr)
+        return 2
+    except FileExistsError as exc:
+        print(f"posefit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posefit: interrupted; nothing was written", file=sys.stderr)
+        return 130

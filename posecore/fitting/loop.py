@@ -1,0 +1,301 @@
+"""The one optimisation loop behind the CLI, the Blender modal operator and batch runs.
+
+:class:`PoseFitter` holds a fitting problem; :meth:`PoseFitter.steps` is a generator that performs one
+optimisation step per ``next()`` and yields a :class:`FitState`. Callers drive it at their own pace (a
+terminal progress bar, a Blender timer, a batch script) and may stop at any time: the initial parameters
+are never modified, so a cancelled fit restores exactly by using ``fitter.initial``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from posecore.bodies.base import BodyModel, BodyParams
+from posecore.cameras.orbit import orbit_camera
+from posecore.cameras.pinhole import PinholeCamera
+from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.look import Look
+from posecore.fitting.losses import image_l2, pose_prior, pyramid_l2
+from posecore.fitting.presets import Preset
+from posecore.render.raster import rasterize
+from posecore.render.scene import Lighting, RenderOutput, RenderScene
+
+DEFAULT_ALBEDO = (0.8, 0.8, 0.8)
+
+
+def fit_lighting() -> Lighting:
+    """The lights a fit renders with by default: half ambient, half a headlight.
+
+    A photo's lighting is unknown. Strong directional shading that does not match it pulls the pose to
+    match shading instead of shape; a half-ambient light keeps the body's outline and the outlines of limbs
+    in front of the body (darkened by the headlight at grazing angles) as the main signal. Measured on the
+    demo: with a pure headlight, an arm-only error of 25 degrees made the other joints drift (MPJPE 12 ->
+    30 mm); with this lighting the same fit improved (12 -> 8 mm).
+    """
+    return Lighting(ambient=torch.full((3,), 0.5), headlight=True, headlight_intensity=torch.full((3,), 0.5))
+
+
+class FitDivergedError(PoseFitError):
+    """The loss or the parameters became NaN/infinite."""
+
+
+@dataclass
+class FitState:
+    """The fit at one iteration.
+
+    Attributes:
+        iteration: 0-based index of the parameters that were rendered (``params``). The last state of a
+            fit (``final=True``) has iteration == number of steps taken and is a pure evaluation.
+        loss, image_loss, prior_loss: the objective of Eq. 5 and its two terms for ``params``.
+        params: body parameters rendered at this iteration (detached copies).
+        camera_angle: (3,) orbit rotation vector alpha, radians.
+        camera: the camera after the orbit (detached).
+        render: (H, W, 3) the rendered image (detached), clamped to [0, 1].
+        weight: (H, W) the pixels that counted in the image loss.
+        elapsed_s: wall time since the fit started, seconds.
+        final: True for the closing evaluation after the last step.
+    """
+
+    iteration: int
+    loss: float
+    image_loss: float
+    prior_loss: float
+    params: BodyParams
+    camera_angle: torch.Tensor
+    camera: PinholeCamera
+    render: torch.Tensor
+    weight: torch.Tensor
+    elapsed_s: float
+    final: bool = False
+
+
+@dataclass
+class FitProblem:
+    """Everything a fit needs.
+
+    Attributes:
+        body: the body model.
+        initial: the initialisation (never modified).
+        target: (H, W, 3) target photo in [0, 1], the size of ``look.camera``.
+        look: camera, part and crop (see :class:`Look`).
+        renderer: a backend with ``render(RenderScene) -> RenderOutput``.
+        person_mask: optional (H, W) in [0, 1]: only these pixels count (a photo's background is ignored).
+        vertex_colors: (V, 3) albedo, or None to estimate one colour from the target (see ``estimate_albedo``).
+        lighting: the lights (default: :func:`fit_lighting`).
+        background: (3,) colour of empty pixels (black by default).
+        pivot: (3,) world point the camera orbits; default: the root joint of the initial pose.
+        candidate_joints: joints the fit may rotate (default: the model's body joints, the paper's theta_b).
+    """
+
+    body: BodyModel
+    initial: BodyParams
+    target: torch.Tensor
+    look: Look
+    renderer: object
+    person_mask: torch.Tensor | None = None
+    vertex_colors: torch.Tensor | None = None
+    lighting: Lighting = field(default_factory=fit_lighting)
+    background: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
+    pivot: torch.Tensor | None = None
+    candidate_joints: list[int] | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` for inconsistent or non-finite input."""
+        self.body.check_params(self.initial, "initialisation")
+        cam = self.look.camera
+        if tuple(self.target.shape) != (cam.height, cam.width, 3):
+            raise ParameterError(
+                f"target image is {tuple(self.target.shape)}, expected ({cam.height}, {cam.width}, 3) "
+                "to match the camera resolution"
+            )
+        if not torch.isfinite(self.target).all():
+            raise ParameterError("target image contains NaN or infinite values")
+        if self.person_mask is not None and tuple(self.person_mask.shape) != (cam.height, cam.width):
+            raise ParameterError(
+                f"person mask is {tuple(self.person_mask.shape)}, expected ({cam.height}, {cam.width})"
+            )
+        if not (torch.isfinite(cam.rotation).all() and torch.isfinite(cam.translation).all()):
+            raise ParameterError("camera pose contains NaN or infinite values")
+
+
+class PoseFitter:
+    """Optimise upstream parameters (pose, camera angle, ...) of a body to match a photo (Eq. 5).
+
+    Args:
+        problem: the fitting problem (validated here).
+        preset: optimisation settings.
+    """
+
+    def __init__(self, problem: FitProblem, preset: Preset) -> None:
+        preset.validate()
+        problem.validate()
+        self.problem = problem
+        self.preset = preset
+        body = problem.body
+        self.initial = problem.initial.clone()
+        candidates = problem.candidate_joints if problem.candidate_joints is not None else body.body_joint_indices
+        if "global_orient" in preset.optimise and 0 not in candidates:
+            candidates = [0, *candidates]
+        self.free_joints = problem.look.free_joints(body, candidates)
+        self.look_faces = problem.look.face_mask(body)
+        self.crop_weight = problem.look.crop_weight()
+        if problem.person_mask is not None:
+            self.crop_weight = self.crop_weight * problem.person_mask.clamp(0, 1)
+        with torch.no_grad():
+            posed = body(self.initial)
+        self.pivot = problem.pivot if problem.pivot is not None else posed.joints[0].detach().clone()
+        self.vertex_colors = problem.vertex_colors
+        if self.vertex_colors is None:
+            self.vertex_colors = self.estimate_albedo(posed.vertices)
+        self._check_visible(posed.vertices)
+
+    # ------------------------------------------------------------------ helpers
+    def scene(self, vertices: torch.Tensor, camera: PinholeCamera) -> RenderScene:
+        p = self.problem
+        face_mask = self.look_faces if p.look.render_part_only else None
+        return RenderScene(
+            vertices=vertices,
+            faces=p.body.faces,
+            vertex_colors=self.vertex_colors,
+            camera=camera,
+            lighting=p.lighting,
+            background=p.background,
+            face_mask=face_mask,
+        )
+
+    def face_index(self, output: RenderOutput, vertices: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+        """(H, W) face seen at each pixel: from the renderer, or from a z-buffer pass for backends without it."""
+        if output.face_index is not None:
+            return output.face_index
+        uv, depth = camera.project(vertices.detach())
+        return rasterize(uv, depth, self.problem.body.faces, camera.width, camera.height, cull_backfaces=True)
+
+    def weight_for(self, output: RenderOutput, vertices: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+        """(H, W) pixels counted by the image loss: crop x person mask x (the part's region if selective)."""
+        weight = self.crop_weight
+        if self.look_faces is not None and not self.problem.look.render_part_only:
+            region = self.problem.look.part_region(self.face_index(output, vertices, camera), self.look_faces)
+            weight = weight * region
+        return weight
+
+    def estimate_albedo(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(V, 3) one albedo colour: target colour / rendered shading over pixels both the body and mask cover.
+
+        Falls back to :data:`DEFAULT_ALBEDO` when the initial render covers too few target pixels.
+        """
+        p = self.problem
+        ones = torch.ones(p.body.num_vertices, 3)
+        self.vertex_colors = ones
+        with torch.no_grad():
+            out = p.renderer.render(self.scene(vertices, p.look.camera))
+            covered = (out.alpha > 0.99) * self.crop_weight
+            shading = out.image.mean(-1)
+            use = covered * (shading > 0.05)
+            if float(use.sum()) < 50:
+                color = torch.tensor(DEFAULT_ALBEDO)
+            else:
+                color = (p.target * use[..., None]).sum((0, 1)) / (shading[..., None] * use[..., None]).sum((0, 1))
+                color = color.clamp(0.05, 1.0)
+        return color.expand(p.body.num_vertices, 3).clone()
+
+    def _check_visible(self, vertices: torch.Tensor) -> None:
+        cam = self.problem.look.camera
+        uv, depth = cam.project(vertices.detach())
+        inside = (depth > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cam.width - 0.5)
+        inside &= (uv[:, 1] >= -0.5) & (uv[:, 1] <= cam.height - 0.5)
+        sel = self.problem.look.selected_vertices(self.problem.body)
+        if sel is not None:
+            inside &= sel.to(inside.device)
+        if not bool(inside.any()):
+            what = "the selected part" if sel is not None else "any part of the body"
+            raise ParameterError(f"the camera sees no vertex of {what}: point the camera at the body")
+
+    # ------------------------------------------------------------------ the loop
+    def steps(self) -> Iterator[FitState]:
+        """Run the optimisation, yielding one :class:`FitState` per iteration and a final evaluation."""
+        p, preset = self.problem, self.preset
+        body = p.body
+        start = time.perf_counter()
+        free = torch.tensor(self.free_joints, dtype=torch.int64)
+        base = self.initial.rotations.detach().clone()
+        pose_var = base[free].clone().requires_grad_("pose" in preset.optimise or "global_orient" in preset.optimise)
+        prior_ref = base[free].clone() if preset.prior_reference == "init" else torch.zeros_like(base[free])
+        prior_rows = torch.tensor([j != 0 for j in self.free_joints], dtype=torch.bool)  # the prior is on theta_b
+        alpha = torch.zeros(3, requires_grad="camera_angle" in preset.optimise)
+        extra: dict[str, torch.Tensor] = {
+            name: getattr(self.initial, name).detach().clone().requires_grad_(name in preset.optimise)
+            for name in ("translation", "shape", "expression")
+        }
+        groups_pose = []
+        if pose_var.requires_grad:
+            groups_pose.append({"params": [pose_var], "lr": preset.pose_lr})
+        extras = [t for t in extra.values() if t.requires_grad and t.numel() > 0]
+        if extras:
+            groups_pose.append({"params": extras, "lr": preset.pose_lr * preset.extra_lr_scale})
+        optimizers = []
+        if groups_pose:
+            optimizers.append(self._optimizer(groups_pose))
+        if alpha.requires_grad:
+            optimizers.append(self._optimizer([{"params": [alpha], "lr": preset.camera_lr}]))
+
+        for iteration in range(preset.iterations + 1):
+            final = iteration == preset.iterations
+            rotations = base.index_put((free,), pose_var)
+            params = BodyParams(rotations, extra["translation"], extra["shape"], extra["expression"])
+            camera = orbit_camera(p.look.camera, alpha, self.pivot)
+            with torch.set_grad_enabled(not final):
+                posed = body(params)
+                output = p.renderer.render(self.scene(posed.vertices, camera))
+                weight = self.weight_for(output, posed.vertices, camera)
+                if preset.pyramid_levels > 1:
+                    image_loss = pyramid_l2(output.image, p.target, weight, preset.pyramid_levels)
+                else:
+                    image_loss = image_l2(output.image, p.target, weight, preset.loss_reduction)
+                prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
+                loss = image_loss + preset.prior_weight * prior_loss
+            if not torch.isfinite(loss):
+                raise FitDivergedError(
+                    f"the loss became {float(loss)} at iteration {iteration}; lower the learning rate "
+                    f"(preset {preset.name!r})"
+                )
+            state = FitState(
+                iteration=iteration,
+                loss=float(loss.detach()),
+                image_loss=float(image_loss.detach()),
+                prior_loss=float(prior_loss.detach()),
+                params=params.clone(),
+                camera_angle=alpha.detach().clone(),
+                camera=camera.detached(),
+                render=output.image.detach().clamp(0, 1),
+                weight=weight.detach(),
+                elapsed_s=time.perf_counter() - start,
+                final=final,
+            )
+            if not final:
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+            yield state
+
+    def run(self, callback=None) -> list[FitState]:
+        """Run to the end; returns every state (the last one is the final evaluation).
+
+        ``callback(state)`` is called after each step; returning True stops the fit early.
+        """
+        states = []
+        for state in self.steps():
+            states.append(state)
+            if callback is not None and callback(state):
+                break
+        return states
+
+    def _optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        if self.preset.optimizer == "adam":
+            return torch.optim.Adam(groups)
+        return torch.optim.SGD(groups, momentum=self.preset.momentum)
