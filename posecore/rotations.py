@@ -132,7 +132,14 @@ def axis_angle_to_quaternion(axis_angle: torch.Tensor) -> torch.Tensor:
 
 
 def rotation_angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Geodesic angle (radians) between two batches of rotation matrices (..., 3, 3) -> (...)."""
+    """Geodesic angle (radians) between two batches of rotation matrices (..., 3, 3) -> (...).
+
+    atan2(sin, cos) rather than acos(cos): acos loses about 1e-3 rad near 0 in float32.
+    """
     rel = a.transpose(-1, -2) @ b
-    cos = ((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) * 0.5).clamp(-1.0, 1.0)
-    return torch.acos(cos)
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) * 0.5
+    skew = torch.stack(
+        [rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0], rel[..., 1, 0] - rel[..., 0, 1]], dim=-1
+    )
+    sin = 0.5 * skew.norm(dim=-1)
+    return torch.atan2(sin, cos)

@@ -54,8 +54,9 @@ def body64(model_root: Path) -> SmplxBody:
     return SmplxBody(model_root, dtype=torch.float64)
 
 
-def _variant(src: Path, dst: Path, drop: tuple[str, ...] = (), replace: dict | None = None,
-             keep_posedirs: bool = False) -> Path:
+def _variant(
+    src: Path, dst: Path, drop: tuple[str, ...] = (), replace: dict | None = None, keep_posedirs: bool = False
+) -> Path:
     """A copy of an SMPL-X file with keys dropped / replaced. Unless ``keep_posedirs``, the big posedirs
     array becomes a 1-element placeholder (fine for tests whose file fails validation before it)."""
     replace = replace or {}
@@ -75,6 +76,7 @@ def _variant(src: Path, dst: Path, drop: tuple[str, ...] = (), replace: dict | N
 
 
 # --- loading ---------------------------------------------------------------------------------------------
+
 
 def test_loads_from_folder_and_from_file(model_root: Path, model_file: Path, body: SmplxBody) -> None:
     from_folder = SmplxBody(model_root)
@@ -129,6 +131,7 @@ def test_synthetic_file_contents(data: dict[str, np.ndarray]) -> None:
 
 
 # --- geometry --------------------------------------------------------------------------------------------
+
 
 def test_rest_joints_equal_regressed_template(body: SmplxBody, data: dict[str, np.ndarray]) -> None:
     out = body(body.default_params())
@@ -211,8 +214,10 @@ def test_gradients_match_finite_differences(body64: SmplxBody) -> None:
     for name in ("rotations", "shape", "expression", "translation"):
         getattr(params, name).requires_grad_(True)
     objective(params).backward()
-    checks = [("rotations", (body64.joint_index(n), axis)) for n, axis in (
-        ("pelvis", 0), ("left_knee", 2), ("left_elbow", 1), ("jaw", 0), ("right_thumb1", 1))]
+    checks = [
+        ("rotations", (body64.joint_index(n), axis))
+        for n, axis in (("pelvis", 0), ("left_knee", 2), ("left_elbow", 1), ("jaw", 0), ("right_thumb1", 1))
+    ]
     checks += [("shape", (0,)), ("expression", (2,)), ("translation", (1,))]
     eps = 1e-6
     with torch.no_grad():
@@ -242,6 +247,7 @@ def test_pose_blend_shapes_in_either_layout(model_file: Path, tmp_path: Path, bo
 
 # --- parameters from other tools --------------------------------------------------------------------------
 
+
 def test_hand_pca_reproduces_smplx(model_file: Path, tmp_path: Path, data: dict[str, np.ndarray]) -> None:
     rng = np.random.default_rng(3)
     means = {"hands_meanl": 0.2 * rng.normal(size=45), "hands_meanr": 0.2 * rng.normal(size=45)}
@@ -250,18 +256,26 @@ def test_hand_pca_reproduces_smplx(model_file: Path, tmp_path: Path, data: dict[
     coeffs = {"left": rng.normal(size=6), "right": rng.normal(size=6)}
     betas, elbow = rng.normal(size=10), rng.normal(size=3) * 0.5
     for flat in (False, True):
-        reference = smplx.SMPLX(str(path), use_pca=True, num_pca_comps=6, flat_hand_mean=flat,
-                                num_betas=10, num_expression_coeffs=10)
+        reference = smplx.SMPLX(
+            str(path), use_pca=True, num_pca_comps=6, flat_hand_mean=flat, num_betas=10, num_expression_coeffs=10
+        )
         body_pose = torch.zeros(1, 63)
-        body_pose[0, 17 * 3:18 * 3] = torch.tensor(elbow, dtype=torch.float32)  # row 18 = left_elbow
+        body_pose[0, 17 * 3 : 18 * 3] = torch.tensor(elbow, dtype=torch.float32)  # row 18 = left_elbow
         expected = reference(
-            betas=torch.tensor(betas, dtype=torch.float32)[None], body_pose=body_pose,
+            betas=torch.tensor(betas, dtype=torch.float32)[None],
+            body_pose=body_pose,
             left_hand_pose=torch.tensor(coeffs["left"], dtype=torch.float32)[None],
             right_hand_pose=torch.tensor(coeffs["right"], dtype=torch.float32)[None],
             transl=torch.tensor([[0.1, 0.2, 0.3]]),
         )
-        init = SimpleNamespace(joint_rotations={"left_elbow": elbow}, translation=np.array([0.1, 0.2, 0.3]),
-                               betas=betas, expression=None, hand_pca=coeffs, flat_hand_mean=flat)
+        init = SimpleNamespace(
+            joint_rotations={"left_elbow": elbow},
+            translation=np.array([0.1, 0.2, 0.3]),
+            betas=betas,
+            expression=None,
+            hand_pca=coeffs,
+            flat_hand_mean=flat,
+        )
         params = ours.params_from_init(init)
         out = ours(params)
         assert torch.allclose(out.vertices, expected.vertices[0], atol=1e-5), flat
@@ -273,7 +287,10 @@ def test_hand_pca_reproduces_smplx(model_file: Path, tmp_path: Path, data: dict[
 def test_params_from_init(body: SmplxBody) -> None:
     init = SimpleNamespace(
         joint_rotations={"left_knee": np.array([0.5, 0.0, 0.0]), "pelvis": [0.0, 0.1, 0.0]},
-        translation=np.array([1.0, 2.0, 3.0]), betas=np.arange(4.0), expression=None, hand_pca={},
+        translation=np.array([1.0, 2.0, 3.0]),
+        betas=np.arange(4.0),
+        expression=None,
+        hand_pca={},
     )
     params = body.params_from_init(init)
     body.check_params(params)
@@ -291,13 +308,17 @@ def test_params_from_init(body: SmplxBody) -> None:
         rotations = {"left_elbw": np.zeros(3), "spine4": np.zeros(3), "neck": np.zeros(3)}
         body.params_from_init(SimpleNamespace(joint_rotations=rotations, translation=np.zeros(3)))
     with pytest.raises(ParameterError, match="left hand"):
-        body.params_from_init(SimpleNamespace(joint_rotations={"left_index1": np.zeros(3)},
-                                              translation=np.zeros(3), hand_pca={"left": np.zeros(6)}))
+        body.params_from_init(
+            SimpleNamespace(
+                joint_rotations={"left_index1": np.zeros(3)}, translation=np.zeros(3), hand_pca={"left": np.zeros(6)}
+            )
+        )
     with pytest.raises(ParameterError, match="translation"):
         body.params_from_init(SimpleNamespace(joint_rotations={}, translation=np.zeros(2)))
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
+
 
 def test_missing_model_names_expected_path(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as info:

@@ -172,6 +172,11 @@ class PinholeCamera:
 
         ``matrix_world`` is the (4, 4) camera object's world matrix without scale (Blender frame, -Z forward).
         """
+        if not (lens_mm > 0 and pixel_aspect_x > 0 and pixel_aspect_y > 0):
+            raise ParameterError(
+                f"Blender camera lens and pixel aspect must be positive, got lens={lens_mm}, "
+                f"pixel aspect={pixel_aspect_x}x{pixel_aspect_y}"
+            )
         pixel_aspect = pixel_aspect_y / pixel_aspect_x
         fit = sensor_fit.upper()
         if fit == "AUTO":
@@ -183,10 +188,14 @@ class PinholeCamera:
             sensor, view = sensor_height_mm, pixel_aspect * resolution_y
         else:
             raise ParameterError(f"unknown sensor fit {sensor_fit!r} (expected AUTO, HORIZONTAL or VERTICAL)")
+        if not sensor > 0:
+            raise ParameterError(f"Blender camera sensor size must be positive, got {sensor} mm")
+        # Blender (BKE_camera_params_compute_viewplane): a pixel is pixel_aspect times as tall as it is wide
+        # on the view plane, so fy = fx / pixel_aspect, and the y shift (in x-pixel units) is divided by it too.
         fx = lens_mm / sensor * view
-        fy = fx * pixel_aspect
+        fy = fx / pixel_aspect
         cx = resolution_x / 2.0 - shift_x * view - 0.5
-        cy = resolution_y / 2.0 + shift_y * view - 0.5
+        cy = resolution_y / 2.0 + shift_y * view / pixel_aspect - 0.5
         if matrix_world is None:
             matrix_world = torch.eye(4)
         matrix_world = torch.as_tensor(matrix_world, dtype=torch.float32)
@@ -205,9 +214,9 @@ class PinholeCamera:
         """
         view = float(self.width)
         lens = self.fx * sensor_width_mm / view
-        pixel_aspect = self.fy / self.fx  # = pixel_aspect_y / pixel_aspect_x
+        pixel_aspect = self.fx / self.fy  # = pixel_aspect_y / pixel_aspect_x
         shift_x = (self.width / 2.0 - 0.5 - self.cx) / view
-        shift_y = (self.cy + 0.5 - self.height / 2.0) / view
+        shift_y = (self.cy + 0.5 - self.height / 2.0) * pixel_aspect / view
         rot_bl = (BLENDER_TO_OPENCV @ self.rotation.detach()).transpose(0, 1)
         mw = torch.eye(4)
         mw[:3, :3] = rot_bl

@@ -13,7 +13,9 @@ Pipeline, per render:
    High-Performance Differentiable Rendering", Sec. 4.3): wherever two neighbouring pixels see
    different faces and the segment between their centres leaves the front face through a
    *silhouette edge* (its neighbour across that edge is missing or back-facing), the colours are
-   blended by how far past the midpoint the edge crosses. The crossing point is a differentiable
+   blended by how far past the midpoint the edge crosses (faces are walked along the segment from
+   the front pixel's face to the first silhouette edge, since near silhouettes faces are often too
+   thin to cover a pixel centre). The crossing point is a differentiable
    function of the edge's vertices, so silhouette and occlusion edges pass gradient to the vertices
    that form them: the term a plain z-buffer drops. Each edge is handled along one axis only
    (horizontal pixel pairs for steep edges, vertical pairs for flat ones), which makes the change of
@@ -177,6 +179,8 @@ class RasterRenderer:
         cull_backfaces: skip back-facing triangles (right for closed, outward-facing meshes).
         antialias: apply the analytic edge antialiasing (the source of silhouette gradients).
         sliver_height: faces thinner than this on screen (pixels) pass no interior-shading gradient.
+        edge_color: "centre" (the front pixel's colour, Laine et al.) or "edge" (shading at the crossing) as the
+            front colour of the antialiasing blend; see :meth:`_antialias` for the measured trade-off.
     """
 
     name = "raster"
@@ -187,7 +191,11 @@ class RasterRenderer:
         cull_backfaces: bool = True,
         antialias: bool = True,
         sliver_height: float = 0.25,
+        edge_color: str = "centre",
     ) -> None:
+        if edge_color not in ("centre", "edge"):
+            raise ValueError(f"edge_color must be 'centre' or 'edge', got {edge_color!r}")
+        self.edge_color = edge_color
         self.sliver_height = sliver_height
         self.smooth_normals = smooth_normals
         self.cull_backfaces = cull_backfaces
@@ -248,7 +256,17 @@ class RasterRenderer:
         rgba = torch.cat([background, background.new_zeros(1)]).expand(height * width, 4)
         rgba = rgba.index_put((covered,), torch.cat([colors, colors.new_ones(colors.shape[0], 1)], dim=1))
         if self.antialias and covered.numel() > 0:
-            rgba = self._antialias(rgba, local_index, uv, z_safe, faces, self._adjacency(faces), width, height, shade)
+            rgba = self._antialias(
+                rgba,
+                local_index,
+                uv,
+                z_safe,
+                faces,
+                self._adjacency(faces),
+                width,
+                height,
+                shade if self.edge_color == "edge" else None,
+            )
         rgba = rgba.reshape(height, width, 4)
         face_index = torch.where(local_index >= 0, face_ids[local_index.clamp_min(0)], local_index)
         return RenderOutput(image=rgba[..., :3], alpha=rgba[..., 3], face_index=face_index)
@@ -300,7 +318,7 @@ class RasterRenderer:
         start_face: torch.Tensor,
         pa: torch.Tensor,
         pb: torch.Tensor,
-        max_steps: int = 8,
+        max_steps: int = 64,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Walk from the front pixel's face along the segment pa -> pb, face to neighbouring face, to the
         first silhouette edge it crosses (near a silhouette, faces are often too thin to cover a pixel
@@ -315,26 +333,28 @@ class RasterRenderer:
             without crossing a silhouette edge, e.g. across a crease between two visible faces).
         """
         n = start_face.shape[0]
-        rows = torch.arange(n, device=start_face.device)
         face = start_face.clone()
         edge = torch.zeros_like(face)
         found = torch.zeros(n, dtype=torch.bool, device=face.device)
-        active = torch.ones(n, dtype=torch.bool, device=face.device)
+        active = torch.arange(n, device=face.device)  # rows still walking
+        current = start_face.clone()
         for _ in range(max_steps):
-            tri = uv[faces[face]]
-            ea, eb = _edge_functions(tri, pa), _edge_functions(tri, pb)
+            tri = uv[faces[current]]
+            ea, eb = _edge_functions(tri, pa[active]), _edge_functions(tri, pb[active])
             decreasing = ea > eb  # the segment leaves the face through these edges
             t_edge = torch.where(decreasing, ea / (ea - eb).clamp_min(1e-20), torch.full_like(ea, float("inf")))
             t_exit, exit_edge = t_edge.min(dim=1)
-            active &= t_exit <= 1.0
-            hit = active & silhouette[face, exit_edge]
-            edge = torch.where(hit, exit_edge, edge)
-            found |= hit
-            active &= ~hit
-            if not bool(active.any()):
+            inside = t_exit <= 1.0  # the segment leaves this face before reaching pb
+            hit = inside & silhouette[current, exit_edge]
+            rows = active[hit]
+            face[rows] = current[hit]
+            edge[rows] = exit_edge[hit]
+            found[rows] = True
+            go_on = inside & ~hit
+            active = active[go_on]
+            current = adjacency[current[go_on], exit_edge[go_on]]
+            if active.numel() == 0:
                 break
-            face = torch.where(active, adjacency[face, exit_edge].clamp_min(0), face)
-            _ = rows
         return face, edge, found
 
     @staticmethod
@@ -351,9 +371,12 @@ class RasterRenderer:
     ) -> torch.Tensor:
         """Blend colours across silhouette edges (Laine et al. 2020); returns the new (H*W, 4) rgba.
 
-        The front colour in the blend is the silhouette face's shading *at the edge crossing* (not at the front
-        pixel's centre): the image then stays continuous as an edge sweeps over pixel centres, and the gradient
-        matches finite differences where shading varies quickly near silhouettes (grazing light).
+        The front colour in the blend is the front pixel's own colour (Laine et al.) when ``shade`` is None, or
+        the silhouette face's shading *at the edge crossing* when a shading function is given
+        (``edge_color="edge"``). Measured against finite differences of 8x supersampled renders on spheres,
+        an elongated limb and an occlusion (64 and 192 px, the fit's half-ambient light): "centre" with the
+        sliver rule was within 19% everywhere and 8% at 192 px; "edge" was exact on smooth spheres but up to
+        47% off where slivers meet occlusions, so "centre" is the default.
         """
         ids = face_index
         with torch.no_grad():
@@ -436,8 +459,11 @@ class RasterRenderer:
             u = ((crossing - start) * along).sum(-1) / (along * along).sum(-1).clamp_min(1e-20)
             bary = torch.zeros(idx.shape[0], 3, dtype=uv.dtype, device=uv.device)
             bary = bary.index_put((rows, (e_sel + 1) % 3), 1.0 - u).index_put((rows, (e_sel + 2) % 3), u)
-            c_edge = shade(face[idx], bary)
-            c_front = torch.cat([c_edge, c_edge.new_ones(c_edge.shape[0], 1)], dim=1)
+            if shade is None:
+                c_front = rgba[front_pix[idx]]
+            else:
+                c_edge = shade(face[idx], bary)
+                c_front = torch.cat([c_edge, c_edge.new_ones(c_edge.shape[0], 1)], dim=1)
             c_back = rgba[back_pix[idx]]
             delta = w[:, None] * (c_front - c_back)
             target = torch.where(w.detach() > 0, back_pix[idx], front_pix[idx])

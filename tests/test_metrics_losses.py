@@ -1,0 +1,239 @@
+"""Accuracy metrics, the Eq. 5 objective (image term + pose prior), and the optimisation presets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from posecore.errors import ParameterError
+from posecore.fitting.losses import image_l2, pose_prior, pyramid_l2
+from posecore.fitting.presets import PRESETS, UPSTREAM_PARAMETERS, get_preset
+from posecore.metrics import (
+    image_error_percent,
+    joint_angle_change_degrees,
+    mpjpe_mm,
+    pa_mpjpe_mm,
+    procrustes_align,
+)
+from posecore.rotations import axis_angle_to_matrix
+
+# A (1, 2, 3) image pair with values outside [0, 1] on both sides.
+RENDERED = torch.tensor([[[1.5, 0.2, -0.3], [0.5, 0.5, 0.5]]])
+TARGET = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.5, 2.0]]])
+# Clamped: rendered (1, .2, 0), (.5, .5, .5); target (1, 0, 0), (0, .5, 1) -> squared diffs 0, .04, 0, .25, 0, .25.
+SQUARED_SUM = 0.54
+
+
+def random_images(seed: int, h: int = 16, w: int = 12) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    rendered = torch.rand(h, w, 3, generator=g) * 1.4 - 0.2
+    target = torch.rand(h, w, 3, generator=g)
+    weight = torch.rand(h, w, generator=g)
+    return rendered, target, weight
+
+
+# ------------------------------------------------------------------------------------------ image error (Table 1)
+def test_image_error_percent_by_hand() -> None:
+    assert image_error_percent(RENDERED, TARGET) == pytest.approx(100 * SQUARED_SUM / 6)  # 9 %
+    # Weights: the denominator is the weighted pixel count times the channels.
+    assert image_error_percent(RENDERED, TARGET, torch.tensor([[1.0, 0.0]])) == pytest.approx(100 * 0.04 / 3)
+    weight = torch.tensor([[0.5, 1.0]])
+    assert image_error_percent(RENDERED, TARGET, weight) == pytest.approx(100 * (0.5 * 0.04 + 0.5) / (1.5 * 3))
+    assert image_error_percent(TARGET, TARGET) == 0.0
+    # Completely wrong binary images give 100 %.
+    assert image_error_percent(torch.zeros(4, 4, 3), torch.ones(4, 4, 3)) == pytest.approx(100.0)
+
+
+# ------------------------------------------------------------------------------------------ joint errors
+def random_joints(seed: int, n: int = 24) -> torch.Tensor:
+    return torch.randn(n, 3, generator=torch.Generator().manual_seed(seed)) * 0.4
+
+
+def test_mpjpe_mm_by_hand() -> None:
+    truth = torch.zeros(2, 3)
+    predicted = torch.tensor([[0.003, 0.004, 0.0], [0.0, 0.0, -0.035]])  # 5 mm and 35 mm
+    assert mpjpe_mm(predicted, truth) == pytest.approx(20.0)
+    assert mpjpe_mm(truth, truth) == 0.0
+
+
+def test_pa_mpjpe_removes_similarity_transforms_only() -> None:
+    truth = random_joints(0)
+    rot = axis_angle_to_matrix(torch.tensor([0.4, -1.1, 0.7]))
+    moved = 1.7 * truth @ rot.T + torch.tensor([0.3, -2.0, 5.0])
+    assert mpjpe_mm(moved, truth) > 100.0
+    assert pa_mpjpe_mm(moved, truth) < 1e-3
+    torch.testing.assert_close(procrustes_align(moved, truth), truth, atol=1e-5, rtol=0)
+    assert procrustes_align(moved, truth).dtype == torch.float32
+    # A pure translation: MPJPE is its length, PA-MPJPE is zero.
+    shifted = truth + torch.tensor([0.0, 0.03, 0.04])
+    assert mpjpe_mm(shifted, truth) == pytest.approx(50.0, rel=1e-5)
+    assert pa_mpjpe_mm(shifted, truth) < 1e-3
+    # A mirror image is not a rotation: it is not aligned away.
+    mirrored = truth * torch.tensor([-1.0, 1.0, 1.0])
+    assert pa_mpjpe_mm(mirrored, truth) > 50.0
+
+
+def test_pa_mpjpe_invariant_to_similarity_of_the_prediction() -> None:
+    truth = random_joints(1)
+    noisy = truth + random_joints(2) * 0.1
+    error = pa_mpjpe_mm(noisy, truth)
+    assert 0.0 < error <= mpjpe_mm(noisy, truth)
+    rot = axis_angle_to_matrix(torch.tensor([2.0, 0.5, -0.3]))
+    assert pa_mpjpe_mm(0.6 * noisy @ rot.T - 1.0, truth) == pytest.approx(error, rel=1e-4)
+
+
+def test_joint_angle_change_degrees_known_values() -> None:
+    before = torch.zeros(4, 3)
+    after = torch.tensor([[0.0, 0.0, math.pi / 2], [math.pi / 6, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, -0.001, 0.0]])
+    change = joint_angle_change_degrees(before, after)
+    assert change.shape == (4,)
+    torch.testing.assert_close(change, torch.tensor([90.0, 30.0, 0.0, math.degrees(0.001)]), atol=1e-4, rtol=0)
+    # Relative to a non-zero pose; small changes are resolved in float32.
+    base = torch.randn(10, 3, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(joint_angle_change_degrees(base, base), torch.zeros(10), atol=1e-3, rtol=0)
+    axis = base / base.norm(dim=-1, keepdim=True)
+    change = joint_angle_change_degrees(base, base + 0.01 * axis)
+    torch.testing.assert_close(change, torch.full((10,), math.degrees(0.01)), atol=2e-3, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------ image loss
+def test_image_l2_reductions_and_weights_by_hand() -> None:
+    assert float(image_l2(RENDERED, TARGET)) == pytest.approx(SQUARED_SUM)
+    assert float(image_l2(RENDERED, TARGET, reduction="mean")) == pytest.approx(SQUARED_SUM / 6)
+    weight = torch.tensor([[0.5, 1.0]])
+    assert float(image_l2(RENDERED, TARGET, weight)) == pytest.approx(0.5 * 0.04 + 0.5)
+    assert float(image_l2(RENDERED, TARGET, weight, "mean")) == pytest.approx((0.5 * 0.04 + 0.5) / 4.5)
+    # A zero weight gives zero, not a division by zero.
+    assert float(image_l2(RENDERED, TARGET, torch.zeros(1, 2), "mean")) == 0.0
+    # Mean is independent of the resolution; sum scales with it.
+    r, t, _ = random_images(0)
+    r4, t4 = r.repeat(2, 2, 1), t.repeat(2, 2, 1)
+    assert float(image_l2(r4, t4, reduction="mean")) == pytest.approx(float(image_l2(r, t, reduction="mean")))
+    assert float(image_l2(r4, t4)) == pytest.approx(4 * float(image_l2(r, t)), rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        image_l2(r, t, reduction="max")
+
+
+def test_image_l2_gradient_is_clamped() -> None:
+    rendered = torch.tensor([[[1.5, 0.5, -0.2], [1.0001, 0.9, 0.0]]], requires_grad=True)
+    target = torch.full((1, 2, 3), 0.3)
+    image_l2(rendered, target).backward()
+    # No gradient through pixels outside [0, 1] (the clamp); 2 (r - t) inside and on the boundary.
+    expected = torch.tensor([[[0.0, 0.4, 0.0], [0.0, 1.2, -0.6]]])
+    torch.testing.assert_close(rendered.grad, expected)
+
+
+def test_image_l2_gradient_respects_weights() -> None:
+    r, t, weight = random_images(1)
+    weight[:4] = 0.0
+    r.requires_grad_(True)
+    image_l2(r, t, weight, "mean").backward()
+    assert (r.grad[:4] == 0).all()
+    assert (r.grad[4:] != 0).any()
+
+
+# ------------------------------------------------------------------------------------------ pose prior
+def test_pose_prior_values_and_gradient() -> None:
+    theta = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.5, 0.0]], requires_grad=True)
+    torch.testing.assert_close(pose_prior(theta), torch.tensor(0.01 + 0.04 + 0.09 + 0.25))
+    reference = torch.tensor([[0.1, -0.2, 0.3], [0.0, 0.0, 0.0]])
+    prior = pose_prior(theta, reference)
+    torch.testing.assert_close(prior, torch.tensor(0.25))
+    prior.backward()
+    torch.testing.assert_close(theta.grad, 2 * (theta.detach() - reference))
+    assert float(pose_prior(reference, reference)) == 0.0
+
+
+# ------------------------------------------------------------------------------------------ pyramid loss
+def test_pyramid_single_level_is_mean_l2() -> None:
+    r, t, weight = random_images(2)
+    torch.testing.assert_close(pyramid_l2(r, t, levels=1), image_l2(r, t, reduction="mean"))
+    torch.testing.assert_close(pyramid_l2(r, t, weight, levels=1), image_l2(r, t, weight, reduction="mean"))
+
+
+def test_pyramid_zero_for_identical_and_positive_otherwise() -> None:
+    r, _, weight = random_images(3)
+    assert float(pyramid_l2(r, r, levels=4)) == 0.0
+    assert float(pyramid_l2(r, r.clamp(0, 1), weight, levels=4)) == pytest.approx(0.0, abs=1e-12)  # clamped
+    r2, t2, _ = random_images(4)
+    single = float(pyramid_l2(r2, t2, levels=1))
+    assert float(pyramid_l2(r2, t2, levels=4)) > single > 0.0
+
+
+def test_pyramid_stops_on_small_images() -> None:
+    r, t, _ = random_images(5, h=3, w=3)
+    torch.testing.assert_close(pyramid_l2(r, t, levels=6), pyramid_l2(r, t, levels=1))
+
+
+def test_pyramid_coarse_levels_see_a_missed_target() -> None:
+    # A target blob and a render blob that do not overlap: the full-resolution term is the same at every
+    # distance, the pyramid's is smaller when the blobs are closer.
+    def blob(x: int) -> torch.Tensor:
+        img = torch.zeros(32, 32, 3)
+        img[12:16, x : x + 4] = 1.0
+        return img
+
+    target = blob(4)
+    near, far = blob(10), blob(24)
+    assert float(image_l2(near, target)) == float(image_l2(far, target))
+    assert float(pyramid_l2(near, target, levels=5)) < float(pyramid_l2(far, target, levels=5))
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4])
+def test_pyramid_ignores_fully_masked_pixels(levels: int) -> None:
+    r, t, weight = random_images(6)
+    weight[:, :5] = 0.0
+    weight[10:, 7] = 0.0
+    masked = weight == 0
+    base = pyramid_l2(r, t, weight, levels=levels)
+    g = torch.Generator().manual_seed(7)
+    r2, t2 = r.clone(), t.clone()
+    r2[masked] = torch.rand(int(masked.sum()), 3, generator=g) * 3 - 1
+    t2[masked] = torch.rand(int(masked.sum()), 3, generator=g)
+    torch.testing.assert_close(pyramid_l2(r2, t2, weight, levels=levels), base)
+    r2.requires_grad_(True)
+    pyramid_l2(r2, t2, weight, levels=levels).backward()
+    assert (r2.grad[masked] == 0).all()
+    assert torch.isfinite(r2.grad).all()
+
+
+# ------------------------------------------------------------------------------------------ presets
+def test_paper_preset_numbers() -> None:
+    paper = get_preset("paper")
+    assert paper.iterations == 200
+    assert paper.optimizer == "sgd"
+    assert paper.momentum == 0.9
+    assert paper.pose_lr == 1e-4
+    assert paper.camera_lr == 1e-8
+    assert paper.prior_weight == 3.0
+    assert paper.prior_reference == "zero"  # ||theta_b||^2, the prior on theta itself
+    assert paper.loss_reduction == "sum"
+    assert paper.pyramid_levels == 1
+    assert set(paper.optimise) == {"pose", "camera_angle"}
+
+
+def test_all_presets_validate_and_unknown_name_raises() -> None:
+    for preset in PRESETS.values():
+        preset.validate()
+        assert set(preset.optimise) <= set(UPSTREAM_PARAMETERS)
+    with pytest.raises(ParameterError, match="unknown preset"):
+        get_preset("turbo")
+
+
+def test_with_overrides_replaces_and_validates() -> None:
+    paper = get_preset("paper")
+    changed = paper.with_overrides(iterations=5, optimizer="adam", pose_lr=None)
+    assert (changed.iterations, changed.optimizer, changed.pose_lr) == (5, "adam", 1e-4)
+    assert paper.iterations == 200 and paper.optimizer == "sgd"  # the original is untouched
+    for bad in (
+        dict(optimizer="rmsprop"),
+        dict(optimise=("pose", "camera_fov")),
+        dict(iterations=-1),
+        dict(prior_reference="mean"),
+        dict(pyramid_levels=0),
+        dict(loss_reduction="max"),
+    ):
+        with pytest.raises(ParameterError):
+            paper.with_overrides(**bad)
