@@ -1,0 +1,185 @@
+"""The optimisation loop end to end: the pose gets closer to the truth, selective fits move only the part,
+stopping early loses nothing, bad input is refused before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from posecore.demo import make_demo_case
+from posecore.errors import ParameterError
+from posecore.fitting.look import Look
+from posecore.fitting.loop import FitDivergedError, FitProblem, PoseFitter
+from posecore.fitting.parts import part_joints
+from posecore.fitting.presets import get_preset
+from posecore.metrics import joint_angle_change_degrees, mpjpe_mm
+from posecore.render.raster import RasterRenderer
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def case(anny):
+    return make_demo_case(anny, size=SIZE)
+
+
+def body_mpjpe(body, params, truth) -> float:
+    joints = body.body_joint_indices
+    with torch.no_grad():
+        return mpjpe_mm(body(params).joints[joints], body(truth).joints[joints])
+
+
+def test_fit_halves_the_joint_error(anny, case) -> None:
+    fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()),
+                        get_preset("fast").with_overrides(iterations=100))  # fmt: skip
+    states = fitter.run()
+    before, after = body_mpjpe(anny, states[0].params, case.truth), body_mpjpe(anny, states[-1].params, case.truth)
+    assert before > 80.0  # a faulty initialisation, 15-30 degrees off on limbs and torso
+    assert after <= 0.5 * before, (before, after)
+    assert states[-1].image_loss < 0.6 * states[0].image_loss
+
+
+def test_states_one_per_step_then_a_final_evaluation(anny, case) -> None:
+    fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()),
+                        get_preset("fast").with_overrides(iterations=3))  # fmt: skip
+    states = fitter.run()
+    assert [s.iteration for s in states] == [0, 1, 2, 3]
+    assert [s.final for s in states] == [False, False, False, True]
+    assert torch.equal(states[0].params.rotations, case.initial.rotations)
+    assert not torch.equal(states[-1].params.rotations, states[0].params.rotations)
+    assert states[0].render.shape == (SIZE, SIZE, 3) and states[0].weight.shape == (SIZE, SIZE)
+    assert all(s.elapsed_s >= 0 for s in states)
+
+
+def test_stopping_early_leaves_the_initialisation_untouched(anny, case) -> None:
+    initial = case.initial.clone()
+    problem = FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer())
+    fitter = PoseFitter(problem, get_preset("fast"))
+    steps = fitter.steps()
+    for _ in range(4):
+        state = next(steps)
+    steps.close()  # a cancelled fit
+    assert not torch.equal(state.params.rotations, initial.rotations)
+    assert torch.equal(problem.initial.rotations, initial.rotations)  # never modified
+    assert torch.equal(fitter.initial.rotations, initial.rotations)  # what a cancel restores
+
+
+def test_selective_fit_moves_only_the_part(anny, case) -> None:
+    """Look at the right arm: its error falls (more than a whole-body fit manages), and every joint outside the
+    arm stays within 0.5 degrees, though the legs, the left arm and the head are wrong too."""
+    arm = part_joints(anny, "right_arm")
+    initial = case.truth.clone()
+    wrong = ["upperarm01.R", "lowerarm01.R", "upperleg01.L", "lowerleg01.L", "upperleg01.R", "upperarm01.L",
+             "lowerarm01.L", "head"]  # fmt: skip
+    for name in wrong:
+        j = anny.joint_index(name)
+        initial.rotations[j] = case.initial.rotations[j]
+    preset = get_preset("fast").with_overrides(iterations=60)
+    look = Look(case.camera, part="right_arm")
+    fitter = PoseFitter(FitProblem(anny, initial, case.target, look, RasterRenderer()), preset)
+    final = fitter.run()[-1].params
+    assert set(fitter.free_joints) <= set(arm) and fitter.free_joints
+    with torch.no_grad():
+        true_arm = anny(case.truth).joints[arm]
+        arm_before = mpjpe_mm(anny(initial).joints[arm], true_arm)
+        arm_after = mpjpe_mm(anny(final).joints[arm], true_arm)
+    assert arm_after < 0.5 * arm_before, (arm_before, arm_after)
+    outside = [j for j in range(anny.num_joints) if j not in arm]
+    change = joint_angle_change_degrees(initial.rotations[outside], final.rotations[outside])
+    assert float(change.max()) < 0.5
+    assert torch.equal(final.translation, initial.translation)
+
+
+def test_paper_preset_orbits_the_camera_at_fixed_distance(anny, case) -> None:
+    preset = get_preset("paper").with_overrides(iterations=3, camera_lr=1e-6)
+    fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()), preset)
+    states = fitter.run()
+    assert float(states[-1].camera_angle.norm()) > 0  # the camera angle is optimised
+    d0 = (case.camera.position - fitter.pivot).norm()
+    d1 = (states[-1].camera.position - fitter.pivot).norm()
+    assert float(d1) == pytest.approx(float(d0), rel=1e-5)
+
+
+def test_fit_with_an_smplx_format_model(synthetic_smplx_dir) -> None:
+    from posecore.bodies import load_body_model
+    from posecore.cameras.pinhole import PinholeCamera
+    from posecore.render.scene import RenderScene
+
+    body = load_body_model(f"smplx:{synthetic_smplx_dir}")
+    truth = body.default_params()
+    for name, value in {
+        "left_shoulder": (0.0, 0.0, -0.6),
+        "right_elbow": (0.0, 0.0, 0.8),
+        "left_hip": (0.0, 0.0, 0.3),
+    }.items():
+        truth.rotations[body.joint_index(name)] = torch.tensor(value)
+    initial = truth.clone()
+    for name, value in {
+        "left_shoulder": (0.0, 0.0, 0.4),
+        "right_elbow": (0.0, 0.0, -0.45),
+        "left_hip": (0.0, 0.0, -0.35),
+    }.items():
+        initial.rotations[body.joint_index(name)] += torch.tensor(value)
+    # SMPL-X is Y-up facing +Z: a camera in front of it; the errors are rotations in the image plane, which a
+    # single view can resolve (rotations towards the camera are depth-ambiguous).
+    cam = PinholeCamera.look_at(torch.tensor([0.0, 0.0, 3.0]), torch.tensor([0.0, -0.1, 0.0]),
+                                torch.tensor([0.0, 1.0, 0.0]), SIZE, SIZE, 45.0)  # fmt: skip
+    with torch.no_grad():
+        target = (
+            RasterRenderer()
+            .render(RenderScene(body(truth).vertices, body.faces, torch.full((body.num_vertices, 3), 0.8), cam))
+            .image.clamp(0, 1)
+        )
+    fitter = PoseFitter(FitProblem(body, initial, target, Look(cam), RasterRenderer()),
+                        get_preset("fast").with_overrides(iterations=80))  # fmt: skip
+    final = fitter.run()[-1].params
+    assert body_mpjpe(body, final, truth) < 0.8 * body_mpjpe(body, initial, truth)
+    for name in ("left_shoulder", "right_elbow", "left_hip"):  # each wrong joint is at least 40% closer
+        j = body.joint_index(name)
+        before = joint_angle_change_degrees(initial.rotations[j : j + 1], truth.rotations[j : j + 1])
+        after = joint_angle_change_degrees(final.rotations[j : j + 1], truth.rotations[j : j + 1])
+        assert float(after) < 0.6 * float(before), (name, float(before), float(after))
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+def test_nan_parameters_are_refused(anny, case) -> None:
+    bad = case.initial.clone()
+    bad.rotations[3, 0] = float("nan")
+    with pytest.raises(ParameterError, match=r"rotations.*NaN"):
+        PoseFitter(FitProblem(anny, bad, case.target, Look(case.camera), RasterRenderer()), get_preset("fast"))
+
+
+def test_wrong_shapes_are_refused(anny, case) -> None:
+    bad = case.initial.clone()
+    bad.rotations = bad.rotations[:10]
+    with pytest.raises(ParameterError, match=r"'rotations' has shape \(10, 3\), expected \(104, 3\)"):
+        PoseFitter(FitProblem(anny, bad, case.target, Look(case.camera), RasterRenderer()), get_preset("fast"))
+    with pytest.raises(ParameterError, match="target image"):
+        PoseFitter(FitProblem(anny, case.initial, case.target[:-1], Look(case.camera), RasterRenderer()),
+                   get_preset("fast"))  # fmt: skip
+
+
+def test_a_camera_that_sees_nothing_is_refused(anny, case) -> None:
+    from posecore.cameras.pinhole import PinholeCamera
+
+    away = PinholeCamera.look_at(torch.tensor([0.0, -3.0, 0.0]), torch.tensor([0.0, -6.0, 0.0]),
+                                 torch.tensor([0.0, 0.0, 1.0]), SIZE, SIZE)  # fmt: skip
+    with pytest.raises(ParameterError, match="sees no vertex"):
+        PoseFitter(FitProblem(anny, case.initial, case.target, Look(away), RasterRenderer()), get_preset("fast"))
+
+
+def test_unknown_part_and_empty_vertex_group_are_refused(anny, case) -> None:
+    with pytest.raises(ParameterError, match="unknown part"):
+        PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera, part="tail"), RasterRenderer()),
+                   get_preset("fast"))  # fmt: skip
+    empty = torch.zeros(anny.num_vertices, dtype=torch.bool)
+    with pytest.raises(ParameterError, match="selects no vertex"):
+        PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera, vertex_mask=empty), RasterRenderer()),
+                   get_preset("fast"))  # fmt: skip
+
+
+def test_divergence_is_reported(anny, case) -> None:
+    preset = get_preset("paper").with_overrides(iterations=30, pose_lr=1e6)
+    fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()), preset)
+    with pytest.raises(FitDivergedError, match="lower the learning rate"):
+        fitter.run()
