@@ -150,6 +150,26 @@ class AnnyBody(BodyModel):
             self._rest_cache = (shape.detach().clone(), rest)
         return rest
 
+    def bind_pose(self, shape: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Anny's bind (skinning rest) pose at ``shape``, for building rigs in DCC tools (see posecore.rig).
+
+        Returns:
+            rest_vertices (V, 3) and rest_bone_poses (J, 4, 4) (bone frames: head + orientation) of the bind
+            pose, metres, Z-up; reference_orientations (J, 3, 3): the orientations zero rotations give
+            (Anny's ``local-ref`` reference pose, which is not the bind pose).
+        """
+        with torch.no_grad():
+            rest = self._rest_model(shape.detach().to(self.device, torch.float32))
+        reference = self._model.reference_bone_orientations
+        poses = rest["rest_bone_poses"][0].float()
+        if reference is None:
+            reference = poses[:, :3, :3]
+        return {
+            "rest_vertices": rest["rest_vertices"][0].float(),
+            "rest_bone_poses": poses,
+            "reference_orientations": reference.float(),
+        }
+
     def forward(self, params: BodyParams) -> BodyOutput:
         """Pose Anny.
 

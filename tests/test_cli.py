@@ -1,0 +1,110 @@
+"""The command line: the demo and a fit from files write their outputs; bad input exits 2 with one clear line
+and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from posecore.cli import main
+from posecore.demo import make_demo_case
+from posecore.io.images import save_image
+from posecore.io.init_files import read_init
+from posecore.results import fit_arrays
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def photo_and_init(anny, tmp_path_factory):
+    """A target photo (PNG) of the demo's hidden pose and its faulty initialisation as a PoseFit fit.npz."""
+    folder = tmp_path_factory.mktemp("inputs")
+    case = make_demo_case(anny, size=96)
+    save_image(folder / "photo.png", case.target)
+    np.savez(folder / "init.npz", **fit_arrays(anny, case.initial, case.camera, torch.zeros(3)))
+    np.savez(folder / "truth.npz", **fit_arrays(anny, case.truth, case.camera, torch.zeros(3)))
+    return folder
+
+
+def test_demo_writes_figure_result_and_fit(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    code, stdout, _ = run(["demo", "--out", str(out), "--size", "64", "--iterations", "4"], capsys)
+    assert code == 0
+    assert "MPJPE" in stdout and "image error" in stdout
+    record = json.loads((out / "result.json").read_text())
+    assert record["metrics"]["iterations"] == 4
+    assert len(record["history"]) == 5
+    assert {"before", "after"} <= set(record["metrics"]["mpjpe_mm"])
+    assert (out / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert read_init(out / "fit.npz").format == "posefit"  # a result warm-starts the next fit
+
+
+def test_fit_from_files_gets_closer_to_the_truth(photo_and_init, tmp_path, capsys) -> None:
+    out = tmp_path / "fit"
+    argv = ["fit", "--image", str(photo_and_init / "photo.png"), "--init", str(photo_and_init / "init.npz"),
+            "--truth", str(photo_and_init / "truth.npz"), "--iterations", "40", "--out", str(out)]  # fmt: skip
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0, stdout
+    metrics = json.loads((out / "result.json").read_text())["metrics"]
+    assert metrics["mpjpe_mm"]["after"] < metrics["mpjpe_mm"]["before"]
+    assert metrics["image_error_percent"]["after"] < metrics["image_error_percent"]["before"]
+    # The camera came from the init file: same intrinsics in the result.
+    saved = np.load(out / "fit.npz")
+    init = np.load(photo_and_init / "init.npz")
+    assert np.allclose(saved["camera_K"], init["camera_K"], atol=1e-4)
+
+
+def bad_inputs(folder, tmp_path) -> dict[str, tuple[list[str], str]]:
+    evil = tmp_path / "evil.pkl"
+
+    class Exploit:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    evil.write_bytes(pickle.dumps({"body_pose": Exploit()}, protocol=2))
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, global_orient=np.zeros((1, 3)), body_pose=np.zeros((1, 50)))
+    photo, init = str(folder / "photo.png"), str(folder / "init.npz")
+    return {
+        "missing image": (["--image", str(tmp_path / "nope.png"), "--init", init], "nope.png"),
+        "not an image": (["--image", init, "--init", init], "init.npz"),
+        "pickle that runs code": (["--image", photo, "--init", str(evil)], "evil.pkl"),
+        "wrong shape": (["--image", photo, "--init", str(wrong), "--model", "anny"], "wrong.npz"),
+        "unknown part": (["--image", photo, "--init", init, "--part", "tail"], "unknown part"),
+        "missing smplx model": (["--image", photo, "--init", init, "--model", f"smplx:{tmp_path}/none"], "SMPL-X"),
+        "bad crop": (["--image", photo, "--init", init, "--crop", "1,2,3"], "--crop"),
+    }
+
+
+@pytest.mark.parametrize("case_name", ["missing image", "not an image", "pickle that runs code", "wrong shape",
+                                       "unknown part", "missing smplx model", "bad crop"])  # fmt: skip
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(photo_and_init, tmp_path, capsys, case_name) -> None:
+    args, mention = bad_inputs(photo_and_init, tmp_path)[case_name]
+    out = tmp_path / "out"
+    code, _, stderr = run(["fit", *args, "--iterations", "2", "--out", str(out)], capsys)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("posefit: error:") and mention in lines[0], stderr
+    assert not out.exists()
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_an_existing_foreign_folder_is_never_replaced(photo_and_init, tmp_path, capsys) -> None:
+    out = tmp_path / "holiday_photos"
+    out.mkdir()
+    (out / "beach.jpg").write_bytes(b"precious")
+    argv = ["fit", "--image", str(photo_and_init / "photo.png"), "--init", str(photo_and_init / "init.npz"),
+            "--iterations", "2", "--out", str(out)]  # fmt: skip
+    code, _, stderr = run(argv, capsys)
+    assert code == 2 and "refusing to replace" in stderr
+    assert (out / "beach.jpg").read_bytes() == b"precious"
