@@ -195,3 +195,36 @@ class AnnyBody(BodyModel):
         translation = params.translation.to(self.device)
         joints = poses[0, :, :3, 3] + translation
         return BodyOutput(vertices=vertices + translation, joints=joints, joint_rotations_world=poses[0, :, :3, :3])
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m posecore.bodies.anny_body --ensure-cache``: build Anny's cache if it is not there yet."""
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(description="Build (once) the free Anny body model's cache.")
+    parser.add_argument("--ensure-cache", action="store_true", help="build the cache if missing")
+    args = parser.parse_args(argv)
+    if not args.ensure_cache:
+        parser.print_help()
+        return 0
+    cache = anny_cache_dir()
+    fresh = not (cache.exists() and any(cache.iterdir()))
+    if fresh:
+        print(
+            f"setup: building the Anny body model's cache in {cache} (once per machine; a few minutes)...",
+            file=sys.stderr,
+            flush=True,
+        )
+    start = time.perf_counter()
+    body = AnnyBody()
+    if fresh:
+        print(
+            f"setup: Anny ready ({body.num_vertices} vertices) in {time.perf_counter() - start:.0f} s", file=sys.stderr
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
