@@ -155,7 +155,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _camera_for(init, width: int, height: int, source_size: tuple[int, int] | None):
+def camera_for_init(init, width: int, height: int, source_size: tuple[int, int] | None):
     """The fit camera: the init's intrinsics/extrinsics when present (scaled to the fit size), else defaults."""
     from posecore.cameras.pinhole import PinholeCamera
     from posecore.io.init_files import SMPLIFYX_DEFAULT_FOCAL_LENGTH
@@ -216,7 +216,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     init = read_init(args.init, frame=args.frame)
     body = load_body_model(args.model)
     initial = params_from_init(body, init)
-    camera = _camera_for(init, width, height, source_size)
+    camera = camera_for_init(init, width, height, source_size)
     crop = None
     if args.crop:
         try:

@@ -156,6 +156,19 @@ def _edge_vectors(tri: torch.Tensor) -> torch.Tensor:
     return tri[:, [2, 0, 1]] - tri[:, [1, 2, 0]]
 
 
+def _edge_lines(tri: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) line coefficients (a, b, c) of the edges of (N, 3, 2) triangles: edge i's function at a point
+    (x, y) is a x + b y + c, positive inside whatever the winding (the same values as :func:`_edge_functions`)."""
+    p = tri.roll(-1, dims=1)  # vertex i+1
+    q = tri.roll(-2, dims=1)  # vertex i+2
+    orient = torch.sign(
+        (tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
+        - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1])
+    )[:, None]
+    dx, dy = q[..., 0] - p[..., 0], q[..., 1] - p[..., 1]
+    return torch.stack([-orient * dy, orient * dx, orient * (dy * p[..., 0] - dx * p[..., 1])], dim=-1)
+
+
 def _edge_functions(tri: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
     """(N, 3) edge functions of (N, 2) points for (N, 3, 2) triangles, positive inside whatever the winding.
 
@@ -336,25 +349,34 @@ class RasterRenderer:
         face = start_face.clone()
         edge = torch.zeros_like(face)
         found = torch.zeros(n, dtype=torch.bool, device=face.device)
+        lines = _edge_lines(uv[faces]).reshape(-1, 3)  # (3F, 3): a, b, c of every face's edges
+        flat_sil = silhouette.reshape(-1)
+        flat_adj = adjacency.reshape(-1)
         active = torch.arange(n, device=face.device)  # rows still walking
         current = start_face.clone()
+        ax, ay, bx, by = pa[:, 0], pa[:, 1], pb[:, 0], pb[:, 1]
+        offsets = torch.arange(3, device=face.device)
         for _ in range(max_steps):
-            tri = uv[faces[current]]
-            ea, eb = _edge_functions(tri, pa[active]), _edge_functions(tri, pb[active])
+            slots = current[:, None] * 3 + offsets  # (n, 3) rows of `lines`
+            c = lines[slots]  # (n, 3, 3)
+            ea = c[..., 0] * ax[:, None] + c[..., 1] * ay[:, None] + c[..., 2]
+            eb = c[..., 0] * bx[:, None] + c[..., 1] * by[:, None] + c[..., 2]
             decreasing = ea > eb  # the segment leaves the face through these edges
             t_edge = torch.where(decreasing, ea / (ea - eb).clamp_min(1e-20), torch.full_like(ea, float("inf")))
             t_exit, exit_edge = t_edge.min(dim=1)
+            slot = current * 3 + exit_edge
             inside = t_exit <= 1.0  # the segment leaves this face before reaching pb
-            hit = inside & silhouette[current, exit_edge]
-            rows = active[hit]
-            face[rows] = current[hit]
-            edge[rows] = exit_edge[hit]
-            found[rows] = True
-            go_on = inside & ~hit
-            active = active[go_on]
-            current = adjacency[current[go_on], exit_edge[go_on]]
-            if active.numel() == 0:
+            hit = inside & flat_sil[slot]
+            if bool(hit.any()):
+                rows = active[hit]
+                face[rows] = current[hit]
+                edge[rows] = exit_edge[hit]
+                found[rows] = True
+            go_on = torch.nonzero(inside & ~hit, as_tuple=True)[0]
+            if go_on.numel() == 0:
                 break
+            active, current = active[go_on], flat_adj[slot[go_on]]
+            ax, ay, bx, by = ax[go_on], ay[go_on], bx[go_on], by[go_on]
         return face, edge, found
 
     @staticmethod
@@ -379,96 +401,75 @@ class RasterRenderer:
         47% off where slivers meet occlusions, so "centre" is the default.
         """
         ids = face_index
+        device = ids.device
+        uv_detached = uv.detach()
         with torch.no_grad():
-            # Pixel depth for choosing the front pixel of each pair.
-            p = uv.detach()[faces]
+            p = uv_detached[faces]
             area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
                 p[:, 1, 1] - p[:, 0, 1]
             )
             front_facing = area < 0
-            neighbour = adjacency.clamp_min(0)
-            silhouette = (adjacency < 0) | ~front_facing[neighbour]  # (F, 3), edge i opposite vertex i
+            silhouette = (adjacency < 0) | ~front_facing[adjacency.clamp_min(0)]  # (F, 3), edge i opposite vertex i
             mean_depth = z.detach()[faces].mean(dim=1)
-            pairs = []
-            for axis in (0, 1):  # 0: horizontal neighbours (x, x+1); 1: vertical (y, y+1)
-                if axis == 0:
-                    a_ids, b_ids = ids[:, :-1], ids[:, 1:]
-                    ys, xs = torch.meshgrid(
-                        torch.arange(height, device=ids.device),
-                        torch.arange(width - 1, device=ids.device),
-                        indexing="ij",
-                    )
-                    a_pix = ys * width + xs
-                    b_pix = a_pix + 1
-                else:
-                    a_ids, b_ids = ids[:-1, :], ids[1:, :]
-                    ys, xs = torch.meshgrid(
-                        torch.arange(height - 1, device=ids.device),
-                        torch.arange(width, device=ids.device),
-                        indexing="ij",
-                    )
-                    a_pix = ys * width + xs
-                    b_pix = a_pix + width
-                differ = (a_ids != b_ids).reshape(-1)
-                a_ids, b_ids = a_ids.reshape(-1)[differ], b_ids.reshape(-1)[differ]
-                a_pix, b_pix = a_pix.reshape(-1)[differ], b_pix.reshape(-1)[differ]
-                # Front = the pixel whose face is nearer (background is never in front).
-                da = torch.where(
-                    a_ids >= 0, mean_depth[a_ids.clamp_min(0)], torch.full_like(a_ids, 1e30, dtype=z.dtype)
-                )
-                db = torch.where(
-                    b_ids >= 0, mean_depth[b_ids.clamp_min(0)], torch.full_like(b_ids, 1e30, dtype=z.dtype)
-                )
-                a_front = da <= db
-                front_pix = torch.where(a_front, a_pix, b_pix)
-                back_pix = torch.where(a_front, b_pix, a_pix)
-                front_face = torch.where(a_front, a_ids, b_ids)
-                pairs.append((axis, front_pix, back_pix, front_face))
-
-        out = rgba
-        deltas = []
-        targets = []
-        uv_detached = uv.detach()
-        for axis, front_pix, back_pix, front_face in pairs:
-            if front_pix.numel() == 0:
-                continue
-            pa = torch.stack([(front_pix % width), (front_pix // width)], dim=-1).to(uv.dtype)
-            pb = torch.stack([(back_pix % width), (back_pix // width)], dim=-1).to(uv.dtype)
-            with torch.no_grad():
-                face, edge_id, found = RasterRenderer._find_silhouette_crossing(
-                    uv_detached, faces, adjacency, silhouette, front_face, pa, pb
-                )
-                e_vec = _edge_vectors(uv_detached[faces[face]])[torch.arange(face.shape[0]), edge_id]
-                steep = e_vec[:, 1].abs() >= e_vec[:, 0].abs()  # more vertical than horizontal
-                use = found & (steep if axis == 0 else ~steep)
-            if not bool(use.any()):
-                continue
-            idx = torch.nonzero(use, as_tuple=True)[0]
-            tri = uv[faces[face[idx]]]  # (N, 3, 2), differentiable
-            ea = _edge_functions(tri, pa[idx])[torch.arange(idx.shape[0]), edge_id[idx]]
-            eb = _edge_functions(tri, pb[idx])[torch.arange(idx.shape[0]), edge_id[idx]]
-            t = ea / (ea - eb)  # where the silhouette edge crosses the segment front -> back, in [0, 1]
-            w = t - 0.5
+            # Neighbouring pixel pairs seeing different faces: horizontal (x, x+1), then vertical (y, y+1).
+            pix = torch.arange(height * width, device=device).reshape(height, width)
+            a_pix = torch.cat([pix[:, :-1].reshape(-1), pix[:-1, :].reshape(-1)])
+            b_pix = torch.cat([pix[:, 1:].reshape(-1), pix[1:, :].reshape(-1)])
+            horizontal = torch.zeros(a_pix.shape[0], dtype=torch.bool, device=device)
+            horizontal[: height * (width - 1)] = True
+            flat_ids = ids.reshape(-1)
+            a_ids, b_ids = flat_ids[a_pix], flat_ids[b_pix]
+            differ = torch.nonzero(a_ids != b_ids, as_tuple=True)[0]
+            a_ids, b_ids, a_pix, b_pix = a_ids[differ], b_ids[differ], a_pix[differ], b_pix[differ]
+            horizontal = horizontal[differ]
+            # Front = the pixel whose face is nearer (background is never in front).
+            far = torch.full_like(mean_depth[:1], 1e30)
+            da = torch.where(a_ids >= 0, mean_depth[a_ids.clamp_min(0)], far)
+            db = torch.where(b_ids >= 0, mean_depth[b_ids.clamp_min(0)], far)
+            a_front = da <= db
+            front_pix = torch.where(a_front, a_pix, b_pix)
+            back_pix = torch.where(a_front, b_pix, a_pix)
+            front_face = torch.where(a_front, a_ids, b_ids)
+            pa = torch.stack([front_pix % width, front_pix // width], dim=-1).to(uv.dtype)
+            pb = torch.stack([back_pix % width, back_pix // width], dim=-1).to(uv.dtype)
+            face, edge_id, found = RasterRenderer._find_silhouette_crossing(
+                uv_detached, faces, adjacency, silhouette, front_face, pa, pb
+            )
+            e_vec = _edge_vectors(uv_detached[faces[face]]).gather(1, edge_id[:, None, None].expand(-1, 1, 2))[:, 0]
+            steep = e_vec[:, 1].abs() >= e_vec[:, 0].abs()  # more vertical than horizontal
+            # Each edge along one axis only: horizontal pairs for steep edges, vertical pairs for flat ones.
+            idx = torch.nonzero(found & (steep == horizontal), as_tuple=True)[0]
+        if idx.numel() == 0:
+            return rgba
+        face, edge_id, front_pix, back_pix, pa, pb = (
+            face[idx],
+            edge_id[idx],
+            front_pix[idx],
+            back_pix[idx],
+            pa[idx],
+            pb[idx],
+        )
+        rows = torch.arange(idx.shape[0], device=device)
+        tri = uv[faces[face]]  # (N, 3, 2), differentiable
+        line = _edge_lines(tri)[rows, edge_id]  # (N, 3)
+        ea = line[:, 0] * pa[:, 0] + line[:, 1] * pa[:, 1] + line[:, 2]
+        eb = line[:, 0] * pb[:, 0] + line[:, 1] * pb[:, 1] + line[:, 2]
+        t = ea / (ea - eb)  # where the silhouette edge crosses the segment front -> back, in [0, 1]
+        w = t - 0.5
+        if shade is None:
+            c_front = rgba[front_pix]
+        else:
             # Barycentrics of the crossing, measured along the edge: well conditioned even for the sliver
             # faces that form silhouettes (edge functions would divide by their near-zero area).
-            crossing = pa[idx] + t[:, None] * (pb[idx] - pa[idx])
-            e_sel = edge_id[idx]
-            rows = torch.arange(idx.shape[0])
-            start = tri[rows, (e_sel + 1) % 3]
-            along = tri[rows, (e_sel + 2) % 3] - start
+            crossing = pa + t[:, None] * (pb - pa)
+            start = tri[rows, (edge_id + 1) % 3]
+            along = tri[rows, (edge_id + 2) % 3] - start
             u = ((crossing - start) * along).sum(-1) / (along * along).sum(-1).clamp_min(1e-20)
-            bary = torch.zeros(idx.shape[0], 3, dtype=uv.dtype, device=uv.device)
-            bary = bary.index_put((rows, (e_sel + 1) % 3), 1.0 - u).index_put((rows, (e_sel + 2) % 3), u)
-            if shade is None:
-                c_front = rgba[front_pix[idx]]
-            else:
-                c_edge = shade(face[idx], bary)
-                c_front = torch.cat([c_edge, c_edge.new_ones(c_edge.shape[0], 1)], dim=1)
-            c_back = rgba[back_pix[idx]]
-            delta = w[:, None] * (c_front - c_back)
-            target = torch.where(w.detach() > 0, back_pix[idx], front_pix[idx])
-            deltas.append(delta)
-            targets.append(target)
-        if deltas:
-            out = out.index_add(0, torch.cat(targets), torch.cat(deltas))
+            bary = torch.zeros(idx.shape[0], 3, dtype=uv.dtype, device=device)
+            bary = bary.index_put((rows, (edge_id + 1) % 3), 1.0 - u).index_put((rows, (edge_id + 2) % 3), u)
+            c_edge = shade(face, bary)
+            c_front = torch.cat([c_edge, c_edge.new_ones(c_edge.shape[0], 1)], dim=1)
+        delta = w[:, None] * (c_front - rgba[back_pix])
+        target = torch.where(w.detach() > 0, back_pix, front_pix)
+        out = rgba.index_add(0, target, delta)
         return out

@@ -1,0 +1,297 @@
+"""Operators: ``posefit.import_body`` and ``posefit.fit`` (modal, one optimisation step per timer event)."""
+
+from __future__ import annotations
+
+import bpy
+import torch
+
+from posecore.bodies import params_from_init
+from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.look import Look
+from posecore.fitting.loop import FitProblem, FitState, PoseFitter
+from posecore.fitting.presets import get_preset
+from posecore.metrics import image_error_percent
+from posecore.render import get_renderer
+
+from . import scene_io
+from .properties import preferences
+
+DEFAULT_IMAGE_SIZE = (512, 512)
+
+
+def model_spec(context: bpy.types.Context) -> str:
+    """The body-model spec chosen in the panel (SMPL-X needs the folder from the preferences)."""
+    settings = context.scene.posefit
+    if settings.model == "anny":
+        return "anny"
+    prefs = preferences(context)
+    folder = prefs.smplx_folder if prefs is not None else ""
+    if not folder:
+        raise ParameterError("SMPL-X needs its model folder: set it in the PoseFit add-on preferences")
+    return f"smplx:{bpy.path.abspath(folder)}:{settings.gender}"
+
+
+def _torch_setup(context: bpy.types.Context) -> str:
+    """Apply the preferences' thread count; return the torch device."""
+    prefs = preferences(context)
+    if prefs is not None and prefs.threads > 0:
+        torch.set_num_threads(prefs.threads)
+    return prefs.device if prefs is not None else "cpu"
+
+
+def _image_size(path: str) -> tuple[int, int] | None:
+    if not path:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(bpy.path.abspath(path)) as im:
+            return im.size
+    except OSError as exc:
+        raise ParameterError(f"target image {path!r} is not readable ({exc})") from exc
+
+
+class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Import the body: from the initialisation file if one is set, else the free model at rest"""
+
+    bl_idname = "posefit.import_body"
+    bl_label = "Import Body"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from posecore import rig as rigmath
+        from posecore.cli import camera_for_init
+        from posecore.io.init_files import read_init
+
+        settings = context.scene.posefit
+        try:
+            spec = model_spec(context)
+            body = scene_io.get_body(spec, _torch_setup(context))
+            source_size = _image_size(settings.target_path)
+            init = None
+            if settings.init_path:
+                init = read_init(bpy.path.abspath(settings.init_path), frame=settings.init_frame)
+                params = params_from_init(body, init)
+            else:
+                params = body.default_params()
+            arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
+            if init is not None and init.camera is not None:
+                size = source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE
+                camera = camera_for_init(init, size[0], size[1], source_size)
+            else:
+                size = source_size or DEFAULT_IMAGE_SIZE
+                camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])
+            cam_obj = scene_io.make_camera(context, camera, arm_obj)
+            if settings.target_path:
+                scene_io.set_background_image(cam_obj, settings.target_path)
+        except (PoseFitError, FileNotFoundError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones)"
+        context.view_layer.objects.active = arm_obj
+        return {"FINISHED"}
+
+
+class FitDriver:
+    """One fit of the scene's PoseFit body, stepped by the caller (timer events, or a loop).
+
+    Builds the :class:`FitProblem` from the scene: the body from the armature, the look from the scene camera
+    (read back with ``PinholeCamera.from_blender``) plus the chosen vertex group, the target photo at the fit
+    size. Writes each state's rotations onto the pose bones; :meth:`cancel` restores the pose exactly.
+    """
+
+    def __init__(self, context: bpy.types.Context) -> None:
+        scene = context.scene
+        settings = scene.posefit
+        self.arm_obj, self.mesh_obj = scene_io.find_body_objects(context)
+        if self.arm_obj is None:
+            raise ParameterError("no PoseFit body in the scene: import one first")
+        if scene.camera is None:
+            raise ParameterError("the scene has no active camera: the fit looks through it")
+        if not settings.target_path:
+            raise ParameterError("choose a target image")
+        self.scene, self.cam_obj = scene, scene.camera
+        device = _torch_setup(context)
+        self.spec = str(self.arm_obj[scene_io.MODEL_KEY])
+        self.body = scene_io.get_body(self.spec, device)
+        shape = torch.tensor(list(self.arm_obj[scene_io.SHAPE_KEY]), dtype=torch.float32)
+        self.rig = scene_io.get_rig(self.spec, self.body, shape)
+        initial = scene_io.body_params(self.arm_obj, self.body, self.rig)
+
+        camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
+        camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
+        from posecore.io.images import load_image
+
+        target = load_image(bpy.path.abspath(settings.target_path), size=(camera.width, camera.height))
+        mask = None
+        if settings.vertex_group:
+            if self.mesh_obj is None:
+                raise ParameterError("the PoseFit body has no mesh to take the vertex group from")
+            mask = scene_io.vertex_group_mask(self.mesh_obj, settings.vertex_group)
+        prefs = preferences(context)
+        renderer = get_renderer(prefs.renderer if prefs is not None else "raster")
+        preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
+        self.target = target
+        self.fitter = PoseFitter(
+            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer), preset
+        )
+        self.snapshot = scene_io.snapshot_pose(self.arm_obj)
+        self.camera_matrix = self.cam_obj.matrix_world.copy()
+        self._steps = self.fitter.steps()
+        self.state: FitState | None = None
+        self.first: FitState | None = None
+
+    @property
+    def total(self) -> int:
+        return self.fitter.preset.iterations + 1
+
+    def step(self) -> FitState:
+        """One optimisation step; writes the rendered parameters onto the bones and updates the status."""
+        self.state = next(self._steps)
+        if self.first is None:
+            self.first = self.state
+        scene_io.write_pose(self.arm_obj, self.rig, self.state.params.rotations, self.state.params.translation)
+        settings = self.scene.posefit
+        settings.status_iteration = self.state.iteration
+        settings.status_loss = self.state.loss
+        settings.status_error = image_error_percent(self.state.render, self.target, self.state.weight)
+        settings.status_message = f"Fitting: {self.state.iteration}/{self.total - 1}"
+        return self.state
+
+    def finish(self) -> None:
+        """Write the final pose, corrective shapes and the orbited camera; keyframe if asked."""
+        state = self.state
+        if state is None:
+            return
+        scene_io.write_pose(self.arm_obj, self.rig, state.params.rotations, state.params.translation)
+        if self.mesh_obj is not None:
+            scene_io.update_correctives(self.mesh_obj, self.rig, self.body, state.params)
+        moved_camera = bool(state.camera_angle.abs().max() > 0)
+        if moved_camera:
+            scene_io.set_camera_pose(self.cam_obj, state.camera, self.arm_obj)
+        settings = self.scene.posefit
+        if settings.keyframe:
+            frame = self.scene.frame_current
+            names = [self.body.joint_names[j] for j in self.fitter.free_joints]
+            root = self.body.joint_names[0]
+            for name in names:
+                pb = self.arm_obj.pose.bones[name]
+                pb.keyframe_insert("rotation_quaternion", frame=frame, group=name)
+            if "translation" in self.fitter.preset.optimise:
+                self.arm_obj.pose.bones[root].keyframe_insert("location", frame=frame, group=root)
+            if moved_camera:
+                self.cam_obj.keyframe_insert("location", frame=frame)
+                self.cam_obj.keyframe_insert("rotation_euler", frame=frame)
+        settings.status_message = f"Done: loss {self.first.loss:.4g} -> {state.loss:.4g}"
+
+    def cancel(self) -> None:
+        """Restore the pose and the camera exactly as they were before the fit."""
+        scene_io.restore_pose(self.arm_obj, self.snapshot)
+        self.cam_obj.matrix_world = self.camera_matrix
+        self.scene.posefit.status_message = "Cancelled: pose restored"
+
+    def run(self) -> FitState:
+        """Step to the end and finish (background mode)."""
+        state = self.step()
+        while not state.final:
+            state = self.step()
+        self.finish()
+        return state
+
+
+class POSEFIT_OT_fit(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Fit the body's pose to the target image through the scene camera (Esc cancels and restores)"""
+
+    bl_idname = "posefit.fit"
+    bl_label = "Fit"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    _driver = None  # FitDriver while running (plain attributes: Blender treats annotations as properties)
+    _timer = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def _start(self, context: bpy.types.Context) -> bool:
+        try:
+            self._driver = FitDriver(context)
+        except PoseFitError as exc:
+            self.report({"ERROR"}, str(exc))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not self._start(context):
+            return {"CANCELLED"}
+        try:
+            state = self._driver.run()
+        except PoseFitError as exc:
+            self._driver.cancel()
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PoseFit: {state.iteration} iterations, loss {state.loss:.4g}")
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        if not self._start(context):
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, self._driver.total)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        result = handle_event(self._driver, event.type)
+        if result == {"PASS_THROUGH"}:
+            return result
+        wm = context.window_manager
+        state = self._driver.state
+        if state is not None:
+            wm.progress_update(state.iteration)
+            if context.workspace is not None:
+                context.workspace.status_text_set(
+                    f"PoseFit: iteration {state.iteration}/{self._driver.total - 1}, "
+                    f"loss {state.loss:.4g} (Esc cancels)"
+                )
+        if context.area is not None:
+            context.area.tag_redraw()
+        if result != {"RUNNING_MODAL"}:
+            self._cleanup(context)
+        return result
+
+    def _cleanup(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+
+
+def handle_event(driver: FitDriver, event_type: str) -> set[str]:
+    """The modal loop's logic, separate from Blender's event objects so it can be driven by hand.
+
+    ESC cancels (the pose is restored); TIMER performs one step and finishes after the final evaluation;
+    other events pass through (the viewport stays usable).
+    """
+    if event_type == "ESC":
+        driver.cancel()
+        return {"CANCELLED"}
+    if event_type != "TIMER":
+        return {"PASS_THROUGH"}
+    try:
+        state = driver.step()
+    except PoseFitError as exc:
+        driver.cancel()
+        driver.scene.posefit.status_message = f"Error: {exc}"
+        return {"CANCELLED"}
+    if state.final:
+        driver.finish()
+        return {"FINISHED"}
+    return {"RUNNING_MODAL"}
+
+
+CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit)

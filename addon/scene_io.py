@@ -1,0 +1,336 @@
+"""Between Blender data and posecore: build a body rig, read and write poses and cameras.
+
+No maths here beyond copying numbers: the conversions are :mod:`posecore.rig` (tested without Blender).
+Conventions: the armature object's ``matrix_world`` maps the model frame to Blender's world (a turn about X
+that makes the body upright, see :func:`posecore.rig.upright_matrix`); the mesh is parented to the armature with
+an identity local transform; the camera lives in Blender's world.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+import torch
+from mathutils import Matrix
+
+from posecore import rig as rigmath
+from posecore.bodies import BodyModel, BodyParams, load_body_model
+from posecore.cameras.pinhole import PinholeCamera
+from posecore.errors import ParameterError
+from posecore.fitting.parts import part_vertex_mask
+from posecore.rotations import axis_angle_to_matrix
+
+MODEL_KEY = "posefit_model"
+"""Custom property on the armature object: the body-model spec (``anny`` or ``smplx:DIR[:gender]``)."""
+SHAPE_KEY = "posefit_shape"
+EXPRESSION_KEY = "posefit_expression"
+CORRECTIVES_KEY = "posefit_correctives"
+"""Shape key holding SMPL-X's pose-corrective offsets for the pose last written by PoseFit."""
+PART_GROUPS = ("lower_body", "upper_body", "left_arm", "right_arm", "left_leg", "right_leg", "head", "hands")
+PART_PREFIX = "part_"
+"""Part vertex groups are named ``part_<part>`` (bones such as ``head`` already own the plain name)."""
+
+_BODIES: dict[tuple[str, str], BodyModel] = {}
+_RIGS: dict[tuple[str, tuple[float, ...]], rigmath.RestRig] = {}
+
+
+# ---------------------------------------------------------------------------------------------- models
+def get_body(spec: str, device: str = "cpu") -> BodyModel:
+    """The body model for ``spec``, loaded once per process."""
+    key = (spec, device)
+    if key not in _BODIES:
+        _BODIES[key] = load_body_model(spec, device=device)
+    return _BODIES[key]
+
+
+def get_rig(spec: str, body: BodyModel, shape: torch.Tensor) -> rigmath.RestRig:
+    """The rest rig of ``body`` at ``shape``, cached per spec and shape."""
+    key = (spec, tuple(float(x) for x in shape.reshape(-1).tolist()))
+    if key not in _RIGS:
+        _RIGS[key] = rigmath.rest_rig(body, shape)
+    return _RIGS[key]
+
+
+def find_body_objects(context: bpy.types.Context) -> tuple[bpy.types.Object | None, bpy.types.Object | None]:
+    """The PoseFit armature (the active one, or the first in the scene) and its skinned mesh."""
+    candidates = []
+    active = context.view_layer.objects.active if context.view_layer else None
+    if active is not None:
+        candidates.append(active.parent if active.type == "MESH" and active.parent else active)
+    candidates.extend(context.scene.objects)
+    for obj in candidates:
+        if obj is not None and obj.type == "ARMATURE" and MODEL_KEY in obj:
+            mesh = next((c for c in obj.children if c.type == "MESH"), None)
+            return obj, mesh
+    return None, None
+
+
+def _matrix(obj: bpy.types.Object) -> torch.Tensor:
+    return torch.tensor([list(row) for row in obj.matrix_world], dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------- building
+def _build_mesh(name: str, rig: rigmath.RestRig) -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new(name)
+    verts = rig.rest_vertices.numpy().astype(np.float32)
+    faces = rig.faces.numpy().astype(np.int32)
+    mesh.vertices.add(len(verts))
+    mesh.vertices.foreach_set("co", verts.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update()
+    mesh.validate()
+    return mesh
+
+
+def build_body(
+    context: bpy.types.Context,
+    spec: str,
+    body: BodyModel,
+    params: BodyParams,
+    name: str = "PoseFit body",
+) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Create the armature (bones = joints, rest pose = the model's bind pose at ``params.shape``) and the skinned
+    mesh (Armature modifier, a vertex group per joint and ``part_*`` groups), posed by ``params``.
+
+    Returns:
+        (armature object, mesh object), linked into the scene's active collection.
+    """
+    rig = get_rig(spec, body, params.shape)
+    collection = context.collection or context.scene.collection
+    arm_data = bpy.data.armatures.new(name)
+    arm_obj = bpy.data.objects.new(name, arm_data)
+    collection.objects.link(arm_obj)
+    arm_obj[MODEL_KEY] = spec
+    arm_obj[SHAPE_KEY] = [float(x) for x in params.shape.tolist()]
+    arm_obj[EXPRESSION_KEY] = [float(x) for x in params.expression.tolist()]
+    arm_data.display_type = "STICK"
+
+    for obj in context.view_layer.objects.selected:
+        obj.select_set(False)
+    context.view_layer.objects.active = arm_obj
+    arm_obj.select_set(True)
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit_bones = []
+    for j, joint in enumerate(rig.joint_names):
+        eb = arm_data.edit_bones.new(joint)
+        eb.head = (0.0, 0.0, 0.0)
+        eb.tail = (0.0, float(rig.lengths[j]), 0.0)
+        eb.matrix = Matrix(rig.bone_frames[j].tolist())
+        eb.use_connect = False
+        edit_bones.append(eb)
+    for j, p in enumerate(rig.parents):
+        if p >= 0:
+            edit_bones[j].parent = edit_bones[p]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for pb in arm_obj.pose.bones:
+        pb.rotation_mode = "QUATERNION"
+
+    up = axis_angle_to_matrix(params.rotations[0]) @ body.up_axis.to(torch.float32)
+    arm_obj.matrix_world = Matrix(rigmath.upright_matrix(up).tolist())
+
+    mesh_obj = bpy.data.objects.new(f"{name} mesh", _build_mesh(f"{name} mesh", rig))
+    collection.objects.link(mesh_obj)
+    mesh_obj.parent = arm_obj
+    mesh_obj.matrix_parent_inverse = Matrix.Identity(4)
+    modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
+    modifier.object = arm_obj
+    _add_vertex_groups(mesh_obj, body, rig)
+    write_pose(arm_obj, rig, params.rotations, params.translation)
+    update_correctives(mesh_obj, rig, body, params)
+    return arm_obj, mesh_obj
+
+
+def _add_vertex_groups(mesh_obj: bpy.types.Object, body: BodyModel, rig: rigmath.RestRig) -> None:
+    weights = rig.weights.numpy()
+    for j, joint in enumerate(rig.joint_names):
+        group = mesh_obj.vertex_groups.new(name=joint)
+        column = weights[:, j]
+        for v in np.nonzero(column > 0.0)[0].tolist():
+            group.add([v], float(column[v]), "REPLACE")
+    for part in PART_GROUPS:
+        group = mesh_obj.vertex_groups.new(name=PART_PREFIX + part)
+        members = np.nonzero(part_vertex_mask(body, part).cpu().numpy())[0].tolist()
+        group.add(members, 1.0, "REPLACE")
+
+
+# ---------------------------------------------------------------------------------------------- poses
+def write_pose(
+    arm_obj: bpy.types.Object, rig: rigmath.RestRig, rotations: torch.Tensor, translation: torch.Tensor
+) -> None:
+    """Set every pose bone's quaternion (and the root bone's location) from posecore parameters."""
+    quats, location = rigmath.bone_basis_from_pose(rig, rotations, translation)
+    bones = arm_obj.pose.bones
+    for j, joint in enumerate(rig.joint_names):
+        pb = bones[joint]
+        pb.rotation_mode = "QUATERNION"
+        pb.rotation_quaternion = quats[j].tolist()
+        if j == 0:
+            pb.location = location.tolist()
+
+
+def read_pose(arm_obj: bpy.types.Object, rig: rigmath.RestRig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J, 3) rotations and (3,) translation (model frame) from the pose bones."""
+    bones = arm_obj.pose.bones
+    quats = []
+    for joint in rig.joint_names:
+        pb = bones[joint]
+        if pb.rotation_mode != "QUATERNION":
+            raise ParameterError(f"bone {joint!r} uses rotation mode {pb.rotation_mode}; PoseFit needs QUATERNION")
+        quats.append(list(pb.rotation_quaternion))
+    location = torch.tensor(list(bones[rig.joint_names[0]].location), dtype=torch.float32)
+    return rigmath.pose_from_bone_basis(rig, torch.tensor(quats), location)
+
+
+def body_params(arm_obj: bpy.types.Object, body: BodyModel, rig: rigmath.RestRig) -> BodyParams:
+    """The armature's current posecore parameters (pose from the bones, shape/expression from its properties)."""
+    rotations, translation = read_pose(arm_obj, rig)
+    expression = torch.tensor(list(arm_obj.get(EXPRESSION_KEY, [])), dtype=torch.float32)
+    params = BodyParams(rotations, translation, rig.shape.clone(), expression.reshape(-1))
+    body.check_params(params, f"armature {arm_obj.name!r}")
+    return params
+
+
+def update_correctives(
+    mesh_obj: bpy.types.Object, rig: rigmath.RestRig, body: BodyModel, params: BodyParams, tolerance: float = 1e-6
+) -> None:
+    """Store the model's pose-corrective offsets for ``params`` in a shape key (SMPL-X); nothing for pure-LBS
+    models (Anny) unless a key exists already."""
+    quats, location = rigmath.bone_basis_from_pose(rig, params.rotations, params.translation)
+    transforms = rigmath.armature_skinning(rig, quats, location)
+    with torch.no_grad():
+        posed = body(params).vertices.detach().cpu()
+    offsets = rigmath.corrective_offsets(rig, transforms, posed)
+    keys = mesh_obj.data.shape_keys
+    has_key = keys is not None and CORRECTIVES_KEY in keys.key_blocks
+    if float(offsets.abs().max()) < tolerance and not has_key:
+        return
+    if keys is None:
+        mesh_obj.shape_key_add(name="Basis", from_mix=False)
+    block = mesh_obj.data.shape_keys.key_blocks.get(CORRECTIVES_KEY) or mesh_obj.shape_key_add(
+        name=CORRECTIVES_KEY, from_mix=False
+    )
+    block.data.foreach_set("co", (rig.rest_vertices + offsets).numpy().astype(np.float32).ravel())
+    block.value = 1.0
+    mesh_obj.data.update()
+
+
+def snapshot_pose(arm_obj: bpy.types.Object) -> dict[str, tuple]:
+    """Every pose bone's rotation mode, quaternion, euler, axis-angle, location and scale, exactly."""
+    return {
+        pb.name: (
+            pb.rotation_mode,
+            tuple(pb.rotation_quaternion),
+            tuple(pb.rotation_euler),
+            tuple(pb.rotation_axis_angle),
+            tuple(pb.location),
+            tuple(pb.scale),
+        )
+        for pb in arm_obj.pose.bones
+    }
+
+
+def restore_pose(arm_obj: bpy.types.Object, snapshot: dict[str, tuple]) -> None:
+    """Undo every pose change since :func:`snapshot_pose`, bit for bit."""
+    for pb in arm_obj.pose.bones:
+        mode, quat, euler, axis_angle, location, scale = snapshot[pb.name]
+        pb.rotation_mode = mode
+        pb.rotation_quaternion = quat
+        pb.rotation_euler = euler
+        pb.rotation_axis_angle = axis_angle
+        pb.location = location
+        pb.scale = scale
+
+
+# ---------------------------------------------------------------------------------------------- cameras
+def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
+    """Final render (width, height) in pixels, percentage applied."""
+    r = scene.render
+    return (
+        max(1, round(r.resolution_x * r.resolution_percentage / 100)),
+        max(1, round(r.resolution_y * r.resolution_percentage / 100)),
+    )
+
+
+def camera_in_model_frame(
+    scene: bpy.types.Scene, cam_obj: bpy.types.Object, arm_obj: bpy.types.Object
+) -> PinholeCamera:
+    """The Blender camera as a posecore camera in the body's model frame (render resolution)."""
+    data = cam_obj.data
+    if data.type != "PERSP":
+        raise ParameterError(f"camera {cam_obj.name!r} is {data.type}; PoseFit needs a perspective camera")
+    width, height = render_size(scene)
+    world = _matrix(cam_obj)
+    cam_world = PinholeCamera.from_blender(
+        data.lens,
+        data.sensor_width,
+        data.sensor_height,
+        data.sensor_fit,
+        data.shift_x,
+        data.shift_y,
+        width,
+        height,
+        scene.render.pixel_aspect_x,
+        scene.render.pixel_aspect_y,
+        matrix_world=world,
+    )
+    return rigmath.camera_to_frame(cam_world, _matrix(arm_obj))
+
+
+def set_camera_pose(cam_obj: bpy.types.Object, camera: PinholeCamera, arm_obj: bpy.types.Object) -> None:
+    """Place the Blender camera where ``camera`` (model frame) is."""
+    in_world = rigmath.camera_to_frame(camera, torch.linalg.inv(_matrix(arm_obj)))
+    cam_obj.matrix_world = Matrix(in_world.to_blender()["matrix_world"])
+
+
+def make_camera(
+    context: bpy.types.Context, camera: PinholeCamera, arm_obj: bpy.types.Object, name: str = "PoseFit camera"
+) -> bpy.types.Object:
+    """Create a camera with ``camera``'s intrinsics (model frame extrinsics) and make it the scene camera."""
+    scene = context.scene
+    data = bpy.data.cameras.new(name)
+    cam_obj = bpy.data.objects.new(name, data)
+    (context.collection or scene.collection).objects.link(cam_obj)
+    settings = camera.to_blender()
+    data.lens = settings["lens_mm"]
+    data.sensor_width = settings["sensor_width_mm"]
+    data.sensor_fit = settings["sensor_fit"]
+    data.shift_x = settings["shift_x"]
+    data.shift_y = settings["shift_y"]
+    data.clip_start = 0.01
+    data.clip_end = 1000.0
+    scene.render.resolution_x = settings["resolution_x"]
+    scene.render.resolution_y = settings["resolution_y"]
+    scene.render.resolution_percentage = 100
+    scene.render.pixel_aspect_x = settings["pixel_aspect_x"]
+    scene.render.pixel_aspect_y = settings["pixel_aspect_y"]
+    set_camera_pose(cam_obj, camera, arm_obj)
+    scene.camera = cam_obj
+    return cam_obj
+
+
+def set_background_image(cam_obj: bpy.types.Object, path: str) -> None:
+    """Show the photo behind the camera view."""
+    image = bpy.data.images.load(bpy.path.abspath(path), check_existing=True)
+    data = cam_obj.data
+    background = data.background_images[0] if len(data.background_images) else data.background_images.new()
+    background.image = image
+    background.alpha = 1.0
+    background.display_depth = "BACK"
+    data.show_background_images = True
+
+
+def vertex_group_mask(mesh_obj: bpy.types.Object, name: str, threshold: float = 0.5) -> torch.Tensor:
+    """(V,) bool: vertices whose weight in the group ``name`` is at least ``threshold``."""
+    group = mesh_obj.vertex_groups.get(name)
+    if group is None:
+        raise ParameterError(f"mesh {mesh_obj.name!r} has no vertex group {name!r}")
+    index = group.index
+    mask = np.zeros(len(mesh_obj.data.vertices), dtype=bool)
+    for v in mesh_obj.data.vertices:
+        for g in v.groups:
+            if g.group == index and g.weight >= threshold:
+                mask[v.index] = True
+    return torch.from_numpy(mask)

@@ -1,0 +1,71 @@
+"""The sidebar panel: 3D viewport > N panel > PoseFit, the workflow from top to bottom."""
+
+from __future__ import annotations
+
+import bpy
+
+from .properties import preferences
+from .scene_io import find_body_objects
+
+
+class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention)
+    """Body, target image, look, settings, Fit, status."""
+
+    bl_label = "PoseFit"
+    bl_idname = "POSEFIT_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "PoseFit"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.posefit
+        armature, mesh = find_body_objects(context)
+
+        box = layout.box()
+        box.label(text="Body", icon="ARMATURE_DATA")
+        box.prop(settings, "model")
+        if settings.model == "smplx":
+            box.prop(settings, "gender")
+            prefs = preferences(context)
+            if prefs is not None and not prefs.smplx_folder:
+                box.label(text="Set the SMPL-X folder in the preferences", icon="ERROR")
+        box.prop(settings, "init_path")
+        box.prop(settings, "init_frame")
+
+        box = layout.box()
+        box.label(text="Target image", icon="IMAGE_DATA")
+        box.prop(settings, "target_path", text="")
+        box.operator("posefit.import_body", icon="IMPORT")
+
+        box = layout.box()
+        box.label(text="Look", icon="CAMERA_DATA")
+        box.label(text=f"Camera: {context.scene.camera.name if context.scene.camera else 'none'}")
+        if mesh is not None:
+            box.prop_search(settings, "vertex_group", mesh, "vertex_groups")
+        else:
+            box.prop(settings, "vertex_group")
+
+        box = layout.box()
+        box.label(text="Settings", icon="PREFERENCES")
+        box.prop(settings, "preset")
+        box.prop(settings, "iterations")
+        box.prop(settings, "fit_size")
+        box.prop(settings, "keyframe")
+
+        row = layout.row()
+        row.scale_y = 1.5
+        row.enabled = armature is not None
+        row.operator("posefit.fit", icon="PLAY")
+
+        box = layout.box()
+        box.label(text="Status", icon="INFO")
+        col = box.column(align=True)
+        col.label(text=f"Iteration {settings.status_iteration}")
+        col.label(text=f"Loss {settings.status_loss:.5g}")
+        col.label(text=f"Image error {settings.status_error:.2f} %")
+        if settings.status_message:
+            col.label(text=settings.status_message)
+
+
+CLASSES = (POSEFIT_PT_main,)

@@ -1,0 +1,213 @@
+"""Speed benchmark: forward and backward time per iteration of each renderer backend, and a whole fit.
+
+    python -m posecore.bench speed [--backends raster,mitsuba,redner] [--sizes 128,256,512]
+                                   [--threads 1,all] [--repeats 7] [--markdown docs/speed.md]
+
+For each backend, mesh (the free Anny body, 27,420 triangles; an SMPL-X-sized icosphere, 20,480 triangles),
+image size and thread count: the median and the spread (min-max) of ``repeats`` timed runs after two warm-up
+runs, of the render alone (forward) and of the backward pass of a sum-of-image loss, plus the process's peak
+resident memory during those runs. Backends that are not installed are listed as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from posecore.cameras.pinhole import PinholeCamera
+from posecore.errors import BackendUnavailableError
+from posecore.render import get_renderer
+from posecore.render.primitives import icosphere
+from posecore.render.scene import RenderScene
+
+
+@dataclass
+class SpeedRow:
+    backend: str
+    mesh: str
+    triangles: int
+    size: int
+    threads: int
+    forward_ms: float
+    forward_spread_ms: tuple[float, float]
+    backward_ms: float
+    backward_spread_ms: tuple[float, float]
+    peak_rss_mb: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.forward_ms + self.backward_ms
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS counter (Linux); harmless elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def benchmark_meshes() -> dict[str, tuple[torch.Tensor, torch.Tensor, PinholeCamera]]:
+    """name -> (vertices (V, 3), faces (F, 3), a camera framing the mesh at 256 px)."""
+    from posecore.bodies.anny_body import AnnyBody
+    from posecore.demo import JUDO_POSE, demo_camera, pose_from_table
+
+    body = AnnyBody()
+    params = body.default_params()
+    params.rotations = pose_from_table(body, JUDO_POSE)
+    with torch.no_grad():
+        anny_vertices = body(params).vertices
+    sphere_v, sphere_f = icosphere(5, radius=0.6)
+    sphere_cam = PinholeCamera.look_at(torch.tensor([0.0, -3.0, 0.0]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]),
+                                       256, 256, 40.0)  # fmt: skip
+    return {
+        "anny": (anny_vertices, body.faces, demo_camera(256)),
+        "smplx-sized sphere": (sphere_v, sphere_f, sphere_cam),
+    }
+
+
+def time_backend(renderer, vertices, faces, camera, repeats: int) -> tuple[list[float], list[float], float]:
+    """Forward and backward times (seconds) of ``repeats`` runs after two warm-ups, and the peak RSS (MB)."""
+    colors = torch.full((vertices.shape[0], 3), 0.8)
+    forward, backward = [], []
+    _reset_peak_rss()
+    for k in range(repeats + 2):
+        v = vertices.detach().clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        out = renderer.render(RenderScene(v, faces, colors, camera))
+        t1 = time.perf_counter()
+        out.image.sum().backward()
+        t2 = time.perf_counter()
+        if k >= 2:
+            forward.append(t1 - t0)
+            backward.append(t2 - t1)
+    return forward, backward, _peak_rss_mb()
+
+
+def run_speed(backends: list[str], sizes: list[int], threads: list[int], repeats: int,
+              log=print) -> tuple[list[SpeedRow], dict[str, str]]:  # fmt: skip
+    """Measure every combination; returns rows and {backend: reason} for skipped backends."""
+    meshes = benchmark_meshes()
+    rows: list[SpeedRow] = []
+    skipped: dict[str, str] = {}
+    for backend in backends:
+        try:
+            renderer = get_renderer(backend)
+        except BackendUnavailableError as exc:
+            skipped[backend] = str(exc)
+            log(f"skip {backend}: {exc}")
+            continue
+        for n_threads in threads:
+            torch.set_num_threads(n_threads)
+            for mesh_name, (v, f, cam256) in meshes.items():
+                for size in sizes:
+                    cam = cam256.scaled(size / 256)
+                    fwd, bwd, peak = time_backend(renderer, v, f, cam, repeats)
+                    row = SpeedRow(backend, mesh_name, int(f.shape[0]), size, n_threads,
+                                   1000 * statistics.median(fwd), (1000 * min(fwd), 1000 * max(fwd)),
+                                   1000 * statistics.median(bwd), (1000 * min(bwd), 1000 * max(bwd)), peak)  # fmt: skip
+                    rows.append(row)
+                    log(f"{backend:8s} {mesh_name:20s} {size:4d}px {n_threads} thr: fwd {row.forward_ms:8.1f} ms "
+                        f"bwd {row.backward_ms:8.1f} ms  peak {peak:6.0f} MB")  # fmt: skip
+    return rows, skipped
+
+
+def fit_seconds(backend: str, iterations: int = 200, size: int = 256) -> float:
+    """Wall time of a whole demo fit with ``backend`` (the fast preset, ``iterations`` steps)."""
+    from posecore.bodies.anny_body import AnnyBody
+    from posecore.demo import make_demo_case
+    from posecore.fitting.look import Look
+    from posecore.fitting.loop import FitProblem, PoseFitter
+    from posecore.fitting.presets import get_preset
+
+    body = AnnyBody()
+    case = make_demo_case(body, size=size)
+    fitter = PoseFitter(FitProblem(body, case.initial, case.target, Look(case.camera), get_renderer(backend)),
+                        get_preset("fast").with_overrides(iterations=iterations))  # fmt: skip
+    start = time.perf_counter()
+    fitter.run()
+    return time.perf_counter() - start
+
+
+def markdown_table(rows: list[SpeedRow], skipped: dict[str, str]) -> str:
+    """The rows as a markdown table, with each backend's ratio to the raster backend at the same setting."""
+    ref = {(r.mesh, r.size, r.threads): r.total_ms for r in rows if r.backend == "raster"}
+    lines = [
+        "| backend | mesh | triangles | size | threads | forward ms (min-max) | backward ms (min-max) "
+        "| total ms | x raster | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        base = ref.get((r.mesh, r.size, r.threads))
+        ratio = f"{r.total_ms / base:.1f}" if base else "-"
+        lines.append(
+            f"| {r.backend} | {r.mesh} | {r.triangles} | {r.size} | {r.threads} | {r.forward_ms:.1f} "
+            f"({r.forward_spread_ms[0]:.1f}-{r.forward_spread_ms[1]:.1f}) | {r.backward_ms:.1f} "
+            f"({r.backward_spread_ms[0]:.1f}-{r.backward_spread_ms[1]:.1f}) | {r.total_ms:.1f} | {ratio} "
+            f"| {r.peak_rss_mb:.0f} |"
+        )
+    for backend, reason in skipped.items():
+        lines.append(f"\n{backend}: skipped ({reason})")
+    return "\n".join(lines)
+
+
+def machine_line() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python "
+            f"{platform.python_version()}, torch {torch.__version__}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posecore.bench speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="raster,mitsuba,redner")
+    parser.add_argument("--sizes", default="128,256,512")
+    parser.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--fit-iterations", type=int, default=200, help="0 skips the whole-fit timing")
+    parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    threads = sorted({os.cpu_count() or 1 if t == "all" else int(t) for t in args.threads.split(",")})
+    rows, skipped = run_speed(args.backends.split(","), [int(s) for s in args.sizes.split(",")], threads,
+                              args.repeats, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    table = markdown_table(rows, skipped)
+    fits = []
+    if args.fit_iterations > 0:
+        torch.set_num_threads(1)
+        for backend in args.backends.split(","):
+            if backend in skipped:
+                continue
+            seconds = fit_seconds(backend, args.fit_iterations)
+            fits.append(
+                f"| {backend} | {args.fit_iterations} | {seconds:.1f} | {1000 * seconds / args.fit_iterations:.0f} |"
+            )
+    text = f"Machine: {machine_line()}\n\n{table}\n"
+    if fits:
+        text += "\nWhole demo fit (Anny, 256x256, fast preset, 1 thread):\n\n"
+        text += "| backend | iterations | seconds | ms/iteration |\n|---|---|---|---|\n"
+        text += "\n".join(fits) + "\n"
+    print(text)
+    if args.markdown:
+        from posecore.io.atomic import atomic_write_text
+
+        atomic_write_text(args.markdown, text)
+    return 0

@@ -1,0 +1,289 @@
+"""The Blender extension, headless, with the real ``bpy`` module (skipped where it does not import).
+
+The extension is enabled from this checkout through a temporary extension repository whose ``posefit`` entry
+is a symlink to the repository root (Blender maps ``bl_ext.<repo>.<folder name>``; the folder must be the id).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+try:
+    import bpy
+except Exception as exc:  # ImportError, or missing system libraries (OSError)
+    pytest.skip(f"bpy does not import: {exc}", allow_module_level=True)
+
+import addon_utils
+from bpy_extras import anim_utils
+
+from posecore import rig as rigmath
+from posecore.demo import JUDO_POSE, pose_from_table
+from posecore.io.images import save_image
+from posecore.render.raster import RasterRenderer
+from posecore.render.scene import Lighting, RenderScene
+from posecore.rotations import axis_angle_to_matrix, rotation_angle_between
+
+pytestmark = pytest.mark.blender
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MODULE = "bl_ext.posefit_dev.posefit"
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory):
+    """Enable the extension from the checkout; yields its ``scene_io`` and ``operators`` modules."""
+    parent = tmp_path_factory.mktemp("extensions")
+    os.symlink(REPO, parent / "posefit")
+    repo = bpy.context.preferences.extensions.repos.new(
+        name="posefit_dev", module="posefit_dev", custom_directory=str(parent), source="USER"
+    )
+    addon_utils.enable(MODULE, default_set=True, handle_error=_raise)
+    yield sys.modules[f"{MODULE}.addon.scene_io"], sys.modules[f"{MODULE}.addon.operators"]
+    addon_utils.disable(MODULE, default_set=True)
+    bpy.context.preferences.extensions.repos.remove(repo)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def _clear_scene() -> None:
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.armatures, bpy.data.cameras, bpy.data.images):
+        for item in list(collection):
+            collection.remove(item)
+    for action in list(bpy.data.actions):
+        bpy.data.actions.remove(action)
+    bpy.context.scene.frame_set(1)
+
+
+def _truth_and_initial(anny):
+    truth = anny.default_params()
+    truth.rotations = pose_from_table(anny, JUDO_POSE)
+    initial = truth.clone()
+    errors = {"upperarm01.L": (-25.0, -20.0, 0.0), "lowerarm01.L": (0.0, 0.0, 25.0)}
+    initial.rotations = truth.rotations + pose_from_table(anny, errors, degrees=True)
+    return truth, initial
+
+
+@pytest.fixture()
+def imported(ext, anny, tmp_path):
+    """An imported Anny body posed by the initialisation, looking at a target rendered from the truth."""
+    scene_io, _ = ext
+    _clear_scene()
+    truth, initial = _truth_and_initial(anny)
+    rest = rigmath.rest_rig(anny)
+    camera = rigmath.default_camera(rest, SIZE, SIZE)
+    with torch.no_grad():
+        out = RasterRenderer().render(
+            RenderScene(
+                anny(truth).vertices,
+                anny.faces,
+                torch.full((anny.num_vertices, 3), 0.7),
+                camera,
+                Lighting(ambient=torch.full((3,), 0.5), headlight=True, headlight_intensity=torch.full((3,), 0.5)),
+                torch.zeros(3),
+            )
+        )
+    target = tmp_path / "target.png"
+    save_image(target, out.image.clamp(0, 1))
+    settings = bpy.context.scene.posefit
+    settings.model = "anny"
+    settings.init_path = ""
+    settings.target_path = str(target)
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    rig = scene_io.get_rig(spec, scene_io.get_body(spec), torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    scene_io.write_pose(arm, rig, initial.rotations, initial.translation)
+    return {"arm": arm, "mesh": mesh, "rig": rig, "truth": truth, "initial": initial, "camera": camera}
+
+
+def _evaluated_world_vertices(mesh_obj) -> np.ndarray:
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    depsgraph.update()
+    evaluated = mesh_obj.evaluated_get(depsgraph)
+    data = evaluated.to_mesh()
+    co = np.empty(len(data.vertices) * 3, dtype=np.float32)
+    data.vertices.foreach_get("co", co)
+    evaluated.to_mesh_clear()
+    m = np.array(mesh_obj.matrix_world, dtype=np.float64)
+    co = co.reshape(-1, 3).astype(np.float64)
+    return co @ m[:3, :3].T + m[:3, 3]
+
+
+def _pose_quaternions(arm) -> list[tuple[float, ...]]:
+    return [tuple(pb.rotation_quaternion) + tuple(pb.location) for pb in arm.pose.bones]
+
+
+def test_extension_enables_and_registers(ext):
+    assert MODULE in bpy.context.preferences.addons
+    assert hasattr(bpy.types.Scene, "posefit")
+    assert hasattr(bpy.ops.posefit, "import_body") and hasattr(bpy.ops.posefit, "fit")
+    assert "POSEFIT_PT_main" in dir(bpy.types)
+
+
+def test_import_builds_rig_groups_camera_background(imported, anny):
+    arm, mesh = imported["arm"], imported["mesh"]
+    assert [b.name for b in arm.data.bones] == anny.joint_names
+    assert all(b.parent is None if p < 0 else b.parent.name == anny.joint_names[p]
+               for b, p in zip(arm.data.bones, anny.parents, strict=True))  # fmt: skip
+    assert mesh.parent == arm and mesh.modifiers["Armature"].object == arm
+    assert len(mesh.data.vertices) == anny.num_vertices and len(mesh.data.polygons) == anny.faces.shape[0]
+    groups = {g.name for g in mesh.vertex_groups}
+    assert set(anny.joint_names) <= groups
+    for part in ("lower_body", "upper_body", "left_arm", "right_arm", "left_leg", "right_leg", "head", "hands"):
+        assert f"part_{part}" in groups
+    scene = bpy.context.scene
+    assert scene.camera is not None and scene.camera.data.show_background_images
+    assert scene.camera.data.background_images[0].image.size[:] == (SIZE, SIZE)
+    # Bones at rest sit where the rig says (the rest pose is the model's bind pose).
+    for bone, frame in zip(arm.data.bones, imported["rig"].bone_frames, strict=True):
+        assert np.allclose(np.array(bone.matrix_local), frame.numpy(), atol=1e-5)
+
+
+def test_evaluated_mesh_matches_posecore(imported, anny, ext):
+    from_blender, _ = ext
+    arm, mesh, rig = imported["arm"], imported["mesh"], imported["rig"]
+    params = imported["initial"].clone()
+    params.rotations[0] = torch.tensor([0.2, -0.3, 0.4])
+    params.translation = torch.tensor([0.1, 0.2, -0.05])
+    from_blender.write_pose(arm, rig, params.rotations, params.translation)
+    with torch.no_grad():
+        expected = anny(params).vertices.double().numpy()
+    m = np.array(arm.matrix_world, dtype=np.float64)
+    expected = expected @ m[:3, :3].T + m[:3, 3]
+    got = _evaluated_world_vertices(mesh)
+    error = float(np.abs(got - expected).max())
+    print(f"max vertex error Blender vs posecore (Anny): {error:.2e} m")
+    assert error < 1e-4
+    # Upright: the head is above the feet in Blender's world.
+    head = got[:, 2].argmax()
+    assert got[head, 2] > got[:, 2].min() + 1.0
+    # Reading the bones back gives the parameters.
+    rotations, translation = from_blender.read_pose(arm, rig)
+    assert float((rotations - params.rotations).abs().max()) < 1e-5
+    assert float((translation - params.translation).abs().max()) < 1e-5
+
+
+def test_camera_reads_back(imported, ext):
+    scene_io, _ = ext
+    scene = bpy.context.scene
+    read = scene_io.camera_in_model_frame(scene, scene.camera, imported["arm"])
+    expected = imported["camera"]
+    assert torch.allclose(read.intrinsic_matrix, expected.intrinsic_matrix, atol=1e-3)
+    assert (read.width, read.height) == (expected.width, expected.height)
+    assert torch.allclose(read.rotation, expected.rotation, atol=1e-5)
+    assert torch.allclose(read.translation, expected.translation, atol=1e-4)
+
+
+def _arm_error_deg(anny, rotations, truth) -> float:
+    joints = [anny.joint_index(n) for n in ("upperarm01.L", "lowerarm01.L")]
+    a = axis_angle_to_matrix(rotations[joints])
+    b = axis_angle_to_matrix(truth.rotations[joints])
+    return float(torch.rad2deg(rotation_angle_between(a, b)).mean())
+
+
+def test_modal_steps_then_escape_restores_exactly(imported, ext):
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group = "part_left_arm"
+    settings.iterations = 5
+    settings.fit_size = SIZE
+    arm = imported["arm"]
+    before = _pose_quaternions(arm)
+    driver = operators.FitDriver(bpy.context)
+    assert operators.handle_event(driver, "MOUSEMOVE") == {"PASS_THROUGH"}
+    for _ in range(3):
+        assert operators.handle_event(driver, "TIMER") == {"RUNNING_MODAL"}
+    assert settings.status_iteration == 2 and settings.status_loss > 0
+    assert _pose_quaternions(arm) != before  # the bones moved live
+    assert operators.handle_event(driver, "ESC") == {"CANCELLED"}
+    assert _pose_quaternions(arm) == before
+
+
+def test_execute_moves_the_arm_toward_the_truth_and_keyframes(imported, anny, ext):
+    settings = bpy.context.scene.posefit
+    settings.vertex_group = "part_left_arm"
+    settings.iterations = 25
+    settings.fit_size = SIZE
+    settings.keyframe = True
+    bpy.context.scene.frame_set(7)
+    arm, rig = imported["arm"], imported["rig"]
+    scene_io, _ = ext
+    before = _arm_error_deg(anny, scene_io.read_pose(arm, rig)[0], imported["truth"])
+    other = anny.joint_index("upperleg01.R")
+    leg_before = scene_io.read_pose(arm, rig)[0][other].clone()
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    rotations = scene_io.read_pose(arm, rig)[0]
+    after = _arm_error_deg(anny, rotations, imported["truth"])
+    print(f"left-arm rotation error: {before:.1f} -> {after:.1f} degrees")
+    assert after < 0.7 * before
+    assert torch.allclose(rotations[other], leg_before, atol=1e-6)  # selective: the leg stayed
+    action = arm.animation_data.action
+    bag = anim_utils.action_get_channelbag_for_slot(action, arm.animation_data.action_slot)
+    paths = {fc.data_path for fc in bag.fcurves}
+    assert 'pose.bones["upperarm01.L"].rotation_quaternion' in paths
+    assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in paths
+    for fc in bag.fcurves:
+        assert [k.co[0] for k in fc.keyframe_points] == [7.0]
+    assert math.isclose(bpy.context.scene.posefit.status_iteration, 25)
+
+
+def test_smplx_import_is_upright_and_matches_posecore(ext, synthetic_smplx_dir):
+    """SMPL-X (Y-up, pose correctives) through the synthetic SMPL-X-format model: corrective shape key, +90 deg."""
+    scene_io, _ = ext
+    _clear_scene()
+    bpy.context.preferences.addons[MODULE].preferences.smplx_folder = str(synthetic_smplx_dir)
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "neutral", "", ""
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    rig = scene_io.get_rig(spec, body, torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    params = body.default_params()
+    params.rotations = 0.3 * torch.randn(body.num_joints, 3, generator=torch.Generator().manual_seed(3))
+    params.rotations[0] = 0.0
+    scene_io.write_pose(arm, rig, params.rotations, params.translation)
+    scene_io.update_correctives(mesh, rig, body, params)
+    with torch.no_grad():
+        expected = body(params).vertices.double().numpy()
+    m = np.array(arm.matrix_world, dtype=np.float64)
+    assert np.allclose(m[:3, :3], [[1, 0, 0], [0, 0, -1], [0, 1, 0]], atol=1e-7)  # +90 degrees about X
+    got = _evaluated_world_vertices(mesh)
+    error = float(np.abs(got - (expected @ m[:3, :3].T + m[:3, 3])).max())
+    print(f"max vertex error Blender vs posecore (synthetic SMPL-X): {error:.2e} m")
+    assert error < 1e-4
+    # The corrective shape key exists exactly when the model has pose correctives (the synthetic model may not).
+    keys = mesh.data.shape_keys
+    has_key = keys is not None and scene_io.CORRECTIVES_KEY in keys.key_blocks
+    assert has_key == bool(body.smplx_model.posedirs.abs().max() > 0)
+    head = body.joint_index("head")
+    with torch.no_grad():
+        joints = body(params).joints.double().numpy() @ m[:3, :3].T
+    assert joints[head, 2] > joints[0, 2] + 0.3  # the head is above the pelvis in Blender's world
+
+
+def test_manifest_passes_blenders_validator():
+    import subprocess
+
+    # bpy.__file__ is <scripts>/modules/bpy/__init__.py; Blender's extension CLI sits beside modules/.
+    scripts = next(p for p in pathlib.Path(bpy.__file__).resolve().parents if (p / "addons_core").is_dir())
+    cli = scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    tags = scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+    result = subprocess.run(
+        [sys.executable, str(cli), "validate", str(REPO), "--valid-tags", str(tags)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
