@@ -14,6 +14,7 @@ import torch
 
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import BackendUnavailableError, ParameterError
+from posecore.render.primitives import icosphere
 from posecore.render.scene import DirectionalLight, Lighting, RenderScene
 
 try:
@@ -31,62 +32,6 @@ needs_redner = pytest.mark.skipif(not HAVE_REDNER, reason=SKIP_REASON)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def icosphere(subdivisions: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit icosphere: (V, 3) float32 vertices on the sphere, (F, 3) int64 faces, CCW seen from outside."""
-    t = (1.0 + 5.0**0.5) / 2.0
-    v = torch.tensor(
-        [
-            [-1, t, 0],
-            [1, t, 0],
-            [-1, -t, 0],
-            [1, -t, 0],
-            [0, -1, t],
-            [0, 1, t],
-            [0, -1, -t],
-            [0, 1, -t],
-            [t, 0, -1],
-            [t, 0, 1],
-            [-t, 0, -1],
-            [-t, 0, 1],
-        ],
-        dtype=torch.float64,
-    )
-    f = torch.tensor(
-        [
-            [0, 11, 5],
-            [0, 5, 1],
-            [0, 1, 7],
-            [0, 7, 10],
-            [0, 10, 11],
-            [1, 5, 9],
-            [5, 11, 4],
-            [11, 10, 2],
-            [10, 7, 6],
-            [7, 1, 8],
-            [3, 9, 4],
-            [3, 4, 2],
-            [3, 2, 6],
-            [3, 6, 8],
-            [3, 8, 9],
-            [4, 9, 5],
-            [2, 4, 11],
-            [6, 2, 10],
-            [8, 6, 7],
-            [9, 8, 1],
-        ]
-    )
-    v = v / v.norm(dim=1, keepdim=True)
-    for _ in range(subdivisions):
-        edges = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]).sort(dim=1).values
-        unique, inverse = torch.unique(edges, dim=0, return_inverse=True)
-        mid = v[unique[:, 0]] + v[unique[:, 1]]
-        m = inverse.view(3, -1) + v.shape[0]
-        a, b, c, ab, bc, ca = f[:, 0], f[:, 1], f[:, 2], m[0], m[1], m[2]
-        f = torch.cat([torch.stack(x, 1) for x in ((a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca))])
-        v = torch.cat([v, mid / mid.norm(dim=1, keepdim=True)])
-    return v.float(), f
-
-
 def camera(
     width: int = 64,
     height: int = 64,

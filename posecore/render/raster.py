@@ -72,7 +72,9 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """
     v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
     face_n = torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
-    normals = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), face_n.repeat_interleave(3, dim=0))
+    normals = torch.zeros_like(vertices)
+    for corner in range(3):
+        normals = normals.index_add(0, faces[:, corner], face_n)
     return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -97,9 +99,19 @@ def rasterize(
         (H, W) int64 index into ``faces`` of the nearest face at each pixel centre, -1 where none.
     """
     with torch.no_grad():
-        device = uv.device
-        p = uv[faces]  # (F, 3, 2)
-        z = depth[faces]  # (F, 3)
+        return rasterize_triangles(uv[faces], depth[faces], width, height, cull_backfaces)
+
+
+def rasterize_triangles(
+    p: torch.Tensor, z: torch.Tensor, width: int, height: int, cull_backfaces: bool = True
+) -> torch.Tensor:
+    """:func:`rasterize` on triangles given by their corners: p (F, 3, 2) pixel coordinates, z (F, 3) depths.
+
+    Returns:
+        (H, W) int64 face index per pixel centre, -1 where none.
+    """
+    with torch.no_grad():
+        device = p.device
         area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
             p[:, 1, 1] - p[:, 0, 1]
         )
@@ -129,7 +141,7 @@ def rasterize(
         py = lo[cand_face, 1] + local // span_x
         tri = p[face_ids][cand_face]  # (N, 3, 2)
         tz = z[face_ids][cand_face]  # (N, 3)
-        fx, fy = px.to(uv.dtype), py.to(uv.dtype)
+        fx, fy = px.to(p.dtype), py.to(p.dtype)
         # Edge functions w_i: twice the signed area of (P, v_{i+1}, v_{i+2}); all share the face's sign inside.
         x0, y0, x1, y1, x2, y2 = tri[:, 0, 0], tri[:, 0, 1], tri[:, 1, 0], tri[:, 1, 1], tri[:, 2, 0], tri[:, 2, 1]
         w0 = (x1 - fx) * (y2 - fy) - (x2 - fx) * (y1 - fy)
@@ -246,23 +258,25 @@ class RasterRenderer:
             [cam.fx * cam_vertices[:, 0] / z_safe + cam.cx, cam.fy * cam_vertices[:, 1] / z_safe + cam.cy], -1
         )
 
-        local_index = rasterize(uv.detach(), z.detach(), faces, width, height, self.cull_backfaces)
+        tri_uv = uv[faces]  # (F, 3, 2) corners on screen, differentiable
+        tri_z = z_safe[faces]  # (F, 3) corner depths
+        local_index = rasterize_triangles(tri_uv.detach(), tri_z.detach(), width, height, self.cull_backfaces)
         flat_index = local_index.reshape(-1)
         covered = torch.nonzero(flat_index >= 0, as_tuple=True)[0]
         tri_of_pixel = flat_index[covered]
 
         background = scene.background.to(uv)
         # Shading at covered pixel centres.
-        shade = self._shader(scene, cam_vertices, uv, z_safe, faces)
+        shade = self._shader(scene, cam_vertices, tri_z, faces)
         centres = torch.stack([covered % width, covered // width], dim=-1).to(uv.dtype)
-        pixel_bary = _edge_functions(uv[faces[tri_of_pixel]], centres)
+        pixel_tri = tri_uv[tri_of_pixel]
+        pixel_bary = _edge_functions(pixel_tri, centres)
         # Slivers (grazing faces at silhouettes, thinner than a fraction of a pixel) have barycentric
         # derivatives that grow as 1/height: one pixel centre landing inside one would swamp the image gradient
         # with a spike that holds over a fraction of a pixel. Their interior-shading gradient is dropped (the
         # silhouette gradient, which matters for fitting, comes from the antialiasing below).
         with torch.no_grad():
-            tri_uv = uv.detach()[faces[tri_of_pixel]]
-            longest = _edge_vectors(tri_uv).norm(dim=-1).amax(dim=-1).clamp_min(1e-12)
+            longest = _edge_vectors(pixel_tri.detach()).norm(dim=-1).amax(dim=-1).clamp_min(1e-12)
             sliver = pixel_bary.detach().sum(-1).abs() / longest < self.sliver_height
         pixel_bary = torch.where(sliver[:, None], pixel_bary.detach(), pixel_bary)
         colors = shade(tri_of_pixel, pixel_bary)
@@ -272,9 +286,8 @@ class RasterRenderer:
             rgba = self._antialias(
                 rgba,
                 local_index,
-                uv,
-                z_safe,
-                faces,
+                tri_uv,
+                tri_z,
                 self._adjacency(faces),
                 width,
                 height,
@@ -285,27 +298,26 @@ class RasterRenderer:
         return RenderOutput(image=rgba[..., :3], alpha=rgba[..., 3], face_index=face_index)
 
     # ------------------------------------------------------------------ shading
-    def _shader(
-        self, scene: RenderScene, cam_vertices: torch.Tensor, uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor
-    ):
+    def _shader(self, scene: RenderScene, cam_vertices: torch.Tensor, tri_z: torch.Tensor, faces: torch.Tensor):
         """A function (face ids (M,), screen-space barycentrics (M, 3)) -> (M, 3) Lambert-shaded colours.
 
         Attributes are interpolated with perspective-corrected barycentrics.
         """
+        ref = cam_vertices
         normals = vertex_normals(cam_vertices, scene.faces) if self.smooth_normals else None
-        albedo_v = scene.vertex_colors.to(uv)
-        rotation = scene.camera.rotation.to(uv)
+        albedo_v = scene.vertex_colors.to(ref)
+        rotation = scene.camera.rotation.to(ref)
         lights = [
-            (rotation @ light.direction.to(uv), light.intensity.to(uv))
+            (rotation @ light.direction.to(ref), light.intensity.to(ref))
             for light in scene.lighting.resolved(scene.camera)
         ]
-        ambient = scene.lighting.ambient.to(uv)
+        ambient = scene.lighting.ambient.to(ref)
 
         def shade(face: torch.Tensor, screen_bary: torch.Tensor) -> torch.Tensor:
             if face.numel() == 0:
-                return uv.new_zeros(0, 3)
+                return ref.new_zeros(0, 3)
             f = faces[face]  # (M, 3)
-            bary = screen_bary / z[f]  # perspective correction
+            bary = screen_bary / tri_z[face]  # perspective correction
             bary = bary / bary.sum(-1, keepdim=True)
             albedo = (albedo_v[f] * bary[..., None]).sum(1)
             if normals is not None:
@@ -324,8 +336,7 @@ class RasterRenderer:
     # ------------------------------------------------------------------ antialiasing
     @staticmethod
     def _find_silhouette_crossing(
-        uv: torch.Tensor,
-        faces: torch.Tensor,
+        tri_uv: torch.Tensor,
         adjacency: torch.Tensor,
         silhouette: torch.Tensor,
         start_face: torch.Tensor,
@@ -338,7 +349,7 @@ class RasterRenderer:
         centre, so the edge rarely belongs to the front pixel's own face).
 
         Args:
-            uv: (V, 2) projected vertices. faces: (F, 3). adjacency: (F, 3). silhouette: (F, 3) bool.
+            tri_uv: (F, 3, 2) projected face corners. adjacency: (F, 3). silhouette: (F, 3) bool.
             start_face: (N,) face seen at pa. pa, pb: (N, 2) pixel centres.
 
         Returns:
@@ -349,7 +360,7 @@ class RasterRenderer:
         face = start_face.clone()
         edge = torch.zeros_like(face)
         found = torch.zeros(n, dtype=torch.bool, device=face.device)
-        lines = _edge_lines(uv[faces]).reshape(-1, 3)  # (3F, 3): a, b, c of every face's edges
+        lines = _edge_lines(tri_uv).reshape(-1, 3)  # (3F, 3): a, b, c of every face's edges
         flat_sil = silhouette.reshape(-1)
         flat_adj = adjacency.reshape(-1)
         active = torch.arange(n, device=face.device)  # rows still walking
@@ -383,9 +394,8 @@ class RasterRenderer:
     def _antialias(
         rgba: torch.Tensor,
         face_index: torch.Tensor,
-        uv: torch.Tensor,
-        z: torch.Tensor,
-        faces: torch.Tensor,
+        tri_uv: torch.Tensor,
+        tri_z: torch.Tensor,
         adjacency: torch.Tensor,
         width: int,
         height: int,
@@ -402,15 +412,14 @@ class RasterRenderer:
         """
         ids = face_index
         device = ids.device
-        uv_detached = uv.detach()
         with torch.no_grad():
-            p = uv_detached[faces]
+            p = tri_uv.detach()
             area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
                 p[:, 1, 1] - p[:, 0, 1]
             )
             front_facing = area < 0
             silhouette = (adjacency < 0) | ~front_facing[adjacency.clamp_min(0)]  # (F, 3), edge i opposite vertex i
-            mean_depth = z.detach()[faces].mean(dim=1)
+            mean_depth = tri_z.detach().mean(dim=1)
             # Neighbouring pixel pairs seeing different faces: horizontal (x, x+1), then vertical (y, y+1).
             pix = torch.arange(height * width, device=device).reshape(height, width)
             a_pix = torch.cat([pix[:, :-1].reshape(-1), pix[:-1, :].reshape(-1)])
@@ -430,12 +439,12 @@ class RasterRenderer:
             front_pix = torch.where(a_front, a_pix, b_pix)
             back_pix = torch.where(a_front, b_pix, a_pix)
             front_face = torch.where(a_front, a_ids, b_ids)
-            pa = torch.stack([front_pix % width, front_pix // width], dim=-1).to(uv.dtype)
-            pb = torch.stack([back_pix % width, back_pix // width], dim=-1).to(uv.dtype)
+            pa = torch.stack([front_pix % width, front_pix // width], dim=-1).to(p.dtype)
+            pb = torch.stack([back_pix % width, back_pix // width], dim=-1).to(p.dtype)
             face, edge_id, found = RasterRenderer._find_silhouette_crossing(
-                uv_detached, faces, adjacency, silhouette, front_face, pa, pb
+                p, adjacency, silhouette, front_face, pa, pb
             )
-            e_vec = _edge_vectors(uv_detached[faces[face]]).gather(1, edge_id[:, None, None].expand(-1, 1, 2))[:, 0]
+            e_vec = _edge_vectors(p[face]).gather(1, edge_id[:, None, None].expand(-1, 1, 2))[:, 0]
             steep = e_vec[:, 1].abs() >= e_vec[:, 0].abs()  # more vertical than horizontal
             # Each edge along one axis only: horizontal pairs for steep edges, vertical pairs for flat ones.
             idx = torch.nonzero(found & (steep == horizontal), as_tuple=True)[0]
@@ -450,7 +459,7 @@ class RasterRenderer:
             pb[idx],
         )
         rows = torch.arange(idx.shape[0], device=device)
-        tri = uv[faces[face]]  # (N, 3, 2), differentiable
+        tri = tri_uv[face]  # (N, 3, 2), differentiable
         line = _edge_lines(tri)[rows, edge_id]  # (N, 3)
         ea = line[:, 0] * pa[:, 0] + line[:, 1] * pa[:, 1] + line[:, 2]
         eb = line[:, 0] * pb[:, 0] + line[:, 1] * pb[:, 1] + line[:, 2]
@@ -465,7 +474,7 @@ class RasterRenderer:
             start = tri[rows, (edge_id + 1) % 3]
             along = tri[rows, (edge_id + 2) % 3] - start
             u = ((crossing - start) * along).sum(-1) / (along * along).sum(-1).clamp_min(1e-20)
-            bary = torch.zeros(idx.shape[0], 3, dtype=uv.dtype, device=device)
+            bary = torch.zeros(idx.shape[0], 3, dtype=tri.dtype, device=device)
             bary = bary.index_put((rows, (edge_id + 1) % 3), 1.0 - u).index_put((rows, (edge_id + 2) % 3), u)
             c_edge = shade(face, bary)
             c_front = torch.cat([c_edge, c_edge.new_ones(c_edge.shape[0], 1)], dim=1)
