@@ -183,3 +183,44 @@ def test_divergence_is_reported(anny, case) -> None:
     fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()), preset)
     with pytest.raises(FitDivergedError, match="lower the learning rate"):
         fitter.run()
+
+
+def test_person_mask_keeps_the_background_out_of_the_fit(anny, case) -> None:
+    """A cluttered photo background: with the person mask the loss ignores its content entirely."""
+    clutter = torch.rand(case.target.shape, generator=torch.Generator().manual_seed(3))
+    mask = (case.target.sum(-1) > 0).float()  # the person's pixels
+    photo = torch.where(mask[..., None] > 0, case.target, clutter)
+    preset = get_preset("fast").with_overrides(iterations=60)
+
+    def fit(target, person_mask):
+        problem = FitProblem(anny, case.initial, target, Look(case.camera), RasterRenderer(), person_mask=person_mask)
+        return PoseFitter(problem, preset).run()
+
+    masked = fit(photo, mask)
+    # Outside the mask nothing counts: another clutter gives the same loss at the first iteration.
+    other = torch.where(mask[..., None] > 0, photo, torch.rand(photo.shape, generator=torch.Generator().manual_seed(4)))
+    first_other = next(PoseFitter(FitProblem(anny, case.initial, other, Look(case.camera), RasterRenderer(),
+                                             person_mask=mask), preset).steps())  # fmt: skip
+    assert first_other.loss == pytest.approx(masked[0].loss, rel=1e-6)
+    before = body_mpjpe(anny, case.initial, case.truth)
+    assert body_mpjpe(anny, masked[-1].params, case.truth) < 0.6 * before
+    unmasked = fit(photo, None)  # the clutter drives an unmasked fit astray
+    assert body_mpjpe(anny, masked[-1].params, case.truth) < body_mpjpe(anny, unmasked[-1].params, case.truth)
+
+
+def test_shape_is_an_optional_upstream_parameter(anny, case) -> None:
+    """With "shape" in the optimised set, the phenotype moves towards a taller target body."""
+    tall = case.truth.clone()
+    tall.shape = anny.default_shape().clone()
+    height = anny.shape_names.index("height")
+    tall.shape[height] = 0.9
+    from posecore.render.scene import RenderScene
+
+    with torch.no_grad():
+        colors = torch.full((anny.num_vertices, 3), 0.8)
+        target = RasterRenderer().render(RenderScene(anny(tall).vertices, anny.faces, colors, case.camera)).image
+    preset = get_preset("fast").with_overrides(iterations=25, optimise=("shape",), extra_lr_scale=1.0)
+    states = PoseFitter(FitProblem(anny, case.truth, target.clamp(0, 1), Look(case.camera), RasterRenderer()),
+                        preset).run()  # fmt: skip
+    assert float(states[-1].params.shape[height]) > float(case.truth.shape[height]) + 0.05
+    assert torch.equal(states[-1].params.rotations, case.truth.rotations)  # the pose is not optimised

@@ -83,7 +83,9 @@ class FitProblem:
         target: (H, W, 3) target photo in [0, 1], the size of ``look.camera``.
         look: camera, part and crop (see :class:`Look`).
         renderer: a backend with ``render(RenderScene) -> RenderOutput``.
-        person_mask: optional (H, W) in [0, 1]: only these pixels count (a photo's background is ignored).
+        person_mask: optional (H, W) in [0, 1] marking the person in the photo. Outside it the photo is replaced
+            by ``background`` before comparing (see :attr:`PoseFitter.target`): the photo's background content
+            cannot drive the fit, yet a limb the fit moves off the person is still penalised.
         vertex_colors: (V, 3) albedo, or None to estimate one colour from the target (see ``estimate_albedo``).
         lighting: the lights (default: :func:`fit_lighting`).
         background: (3,) colour of empty pixels (black by default).
@@ -143,8 +145,12 @@ class PoseFitter:
         self.free_joints = problem.look.free_joints(body, candidates)
         self.look_faces = problem.look.face_mask(body)
         self.crop_weight = problem.look.crop_weight()
+        self.target = problem.target
         if problem.person_mask is not None:
-            self.crop_weight = self.crop_weight * problem.person_mask.clamp(0, 1)
+            # Counting only the masked pixels would let limbs wander off the person unpenalised; instead the
+            # photo's background becomes the render's background colour.
+            mask = problem.person_mask.clamp(0, 1)[..., None]
+            self.target = mask * problem.target + (1 - mask) * problem.background.to(problem.target)
         with torch.no_grad():
             posed = body(self.initial)
         self.pivot = problem.pivot if problem.pivot is not None else posed.joints[0].detach().clone()
@@ -198,7 +204,7 @@ class PoseFitter:
             if float(use.sum()) < 50:
                 color = torch.tensor(DEFAULT_ALBEDO)
             else:
-                color = (p.target * use[..., None]).sum((0, 1)) / (shading[..., None] * use[..., None]).sum((0, 1))
+                color = (self.target * use[..., None]).sum((0, 1)) / (shading[..., None] * use[..., None]).sum((0, 1))
                 color = color.clamp(0.05, 1.0)
         return color.expand(p.body.num_vertices, 3).clone()
 
@@ -252,9 +258,9 @@ class PoseFitter:
                 output = p.renderer.render(self.scene(posed.vertices, camera))
                 weight = self.weight_for(output, posed.vertices, camera)
                 if preset.pyramid_levels > 1:
-                    image_loss = pyramid_l2(output.image, p.target, weight, preset.pyramid_levels)
+                    image_loss = pyramid_l2(output.image, self.target, weight, preset.pyramid_levels)
                 else:
-                    image_loss = image_l2(output.image, p.target, weight, preset.loss_reduction)
+                    image_loss = image_l2(output.image, self.target, weight, preset.loss_reduction)
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
