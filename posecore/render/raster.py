@@ -365,29 +365,27 @@ class RasterRenderer:
         flat_adj = adjacency.reshape(-1)
         active = torch.arange(n, device=face.device)  # rows still walking
         current = start_face.clone()
-        ax, ay, bx, by = pa[:, 0], pa[:, 1], pb[:, 0], pb[:, 1]
+        ones = torch.ones_like(pa[:, 0])
+        points = torch.stack([torch.stack([pa[:, 0], pb[:, 0]], -1), torch.stack([pa[:, 1], pb[:, 1]], -1),
+                              torch.stack([ones, ones], -1)], dim=1)  # (n, 3, 2): homogeneous pa, pb  # fmt: skip
         offsets = torch.arange(3, device=face.device)
         for _ in range(max_steps):
-            slots = current[:, None] * 3 + offsets  # (n, 3) rows of `lines`
-            c = lines[slots]  # (n, 3, 3)
-            ea = c[..., 0] * ax[:, None] + c[..., 1] * ay[:, None] + c[..., 2]
-            eb = c[..., 0] * bx[:, None] + c[..., 1] * by[:, None] + c[..., 2]
-            decreasing = ea > eb  # the segment leaves the face through these edges
-            t_edge = torch.where(decreasing, ea / (ea - eb).clamp_min(1e-20), torch.full_like(ea, float("inf")))
+            e = torch.bmm(lines[current[:, None] * 3 + offsets], points)  # (n, 3 edges, 2): at pa, at pb
+            ea, eb = e[..., 0], e[..., 1]
+            drop = ea - eb  # > 0: the segment leaves the face through this edge
+            t_edge = torch.where(drop > 0, ea / drop, torch.full_like(ea, float("inf")))
             t_exit, exit_edge = t_edge.min(dim=1)
             slot = current * 3 + exit_edge
             inside = t_exit <= 1.0  # the segment leaves this face before reaching pb
             hit = inside & flat_sil[slot]
-            if bool(hit.any()):
-                rows = active[hit]
-                face[rows] = current[hit]
-                edge[rows] = exit_edge[hit]
-                found[rows] = True
+            rows = active[hit]
+            face[rows] = current[hit]
+            edge[rows] = exit_edge[hit]
+            found[rows] = True
             go_on = torch.nonzero(inside & ~hit, as_tuple=True)[0]
             if go_on.numel() == 0:
                 break
-            active, current = active[go_on], flat_adj[slot[go_on]]
-            ax, ay, bx, by = ax[go_on], ay[go_on], bx[go_on], by[go_on]
+            active, current, points = active[go_on], flat_adj[slot[go_on]], points[go_on]
         return face, edge, found
 
     @staticmethod
