@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
+from posecore.bodies.smplx_joints import SMPLX_JOINT_NAMES
 from posecore.errors import BackendUnavailableError, InputFileError, ParameterError
 from posecore.rotations import axis_angle_to_matrix
 
@@ -54,64 +55,6 @@ PKL_HINT = (
     "use the .npz files from the SMPL-X website (smplx/SMPLX_NEUTRAL.npz, ...)"
 )
 
-# SMPL-X's 55 joint names (smplx.joint_names.JOINT_NAMES[:55]), kept here so importing needs no smplx.
-SMPLX_JOINT_NAMES: list[str] = [
-    "pelvis",
-    "left_hip",
-    "right_hip",
-    "spine1",
-    "left_knee",
-    "right_knee",
-    "spine2",
-    "left_ankle",
-    "right_ankle",
-    "spine3",
-    "left_foot",
-    "right_foot",
-    "neck",
-    "left_collar",
-    "right_collar",
-    "head",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "jaw",
-    "left_eye_smplhf",
-    "right_eye_smplhf",
-    "left_index1",
-    "left_index2",
-    "left_index3",
-    "left_middle1",
-    "left_middle2",
-    "left_middle3",
-    "left_pinky1",
-    "left_pinky2",
-    "left_pinky3",
-    "left_ring1",
-    "left_ring2",
-    "left_ring3",
-    "left_thumb1",
-    "left_thumb2",
-    "left_thumb3",
-    "right_index1",
-    "right_index2",
-    "right_index3",
-    "right_middle1",
-    "right_middle2",
-    "right_middle3",
-    "right_pinky1",
-    "right_pinky2",
-    "right_pinky3",
-    "right_ring1",
-    "right_ring2",
-    "right_ring3",
-    "right_thumb1",
-    "right_thumb2",
-    "right_thumb3",
-]
 SMPLX_BODY_JOINTS: list[str] = SMPLX_JOINT_NAMES[1:22]  # the paper's theta_b: left_hip .. right_wrist
 HAND_ROWS = {"left": slice(25, 40), "right": slice(40, 55)}
 

@@ -50,30 +50,15 @@ from typing import Any
 
 import numpy as np
 
+from posecore.bodies.smplx_joints import (
+    LEFT_HAND_JOINT_NAMES,
+    RIGHT_HAND_JOINT_NAMES,
+    SMPL_JOINT_NAMES,
+    SMPLX_BODY_JOINT_NAMES,
+    SMPLX_JOINT_NAMES,
+)
 from posecore.errors import InputFileError
 from posecore.io.safe_pickle import load_pickle_safely
-
-# The 55 SMPL-X joints in the order of smplx.joint_names.JOINT_NAMES[:55] (smplx 0.1.28).
-_HAND_JOINTS = [f"{finger}{i}" for finger in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)]
-SMPLX_BODY_JOINT_NAMES: list[str] = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-]  # fmt: skip
-LEFT_HAND_JOINT_NAMES: list[str] = [f"left_{n}" for n in _HAND_JOINTS]
-RIGHT_HAND_JOINT_NAMES: list[str] = [f"right_{n}" for n in _HAND_JOINTS]
-SMPLX_JOINT_NAMES: list[str] = [
-    *SMPLX_BODY_JOINT_NAMES,
-    "jaw",
-    "left_eye_smplhf",
-    "right_eye_smplhf",
-    *LEFT_HAND_JOINT_NAMES,
-    *RIGHT_HAND_JOINT_NAMES,
-]
-"""The 55 SMPL-X joints, in the order of the smplx package (root first)."""
-
-SMPL_JOINT_NAMES: list[str] = [*SMPLX_BODY_JOINT_NAMES, "left_hand", "right_hand"]
-"""The 24 SMPL joints (SMPL-X names for the 22 shared ones)."""
 
 SMPLIFYX_DEFAULT_FOCAL_LENGTH = 5000.0
 """SMPLify-X's default focal length in pixels (not stored in its result files; its principal point
