@@ -185,11 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--fit-iterations", type=int, default=200, help="0 skips the whole-fit timing")
     parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
+    parser.add_argument("--fit-only", action="store_true", help="only time whole fits (no per-size table)")
     args = parser.parse_args(argv)
     threads = sorted({os.cpu_count() or 1 if t == "all" else int(t) for t in args.threads.split(",")})
-    rows, skipped = run_speed(args.backends.split(","), [int(s) for s in args.sizes.split(",")], threads,
-                              args.repeats, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
-    table = markdown_table(rows, skipped)
+    if args.fit_only:
+        rows, skipped = [], {}
+        for backend in args.backends.split(","):
+            try:
+                get_renderer(backend)
+            except BackendUnavailableError as exc:
+                skipped[backend] = str(exc)
+        table = ""
+    else:
+        rows, skipped = run_speed(args.backends.split(","), [int(s) for s in args.sizes.split(",")], threads,
+                                  args.repeats, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+        table = markdown_table(rows, skipped)
     fits = []
     if args.fit_iterations > 0:
         torch.set_num_threads(1)
