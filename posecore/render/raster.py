@@ -165,7 +165,7 @@ def rasterize_triangles(
 
 def _edge_vectors(tri: torch.Tensor) -> torch.Tensor:
     """(N, 3, 2) edge vectors of (N, 3, 2) triangles; edge i runs from vertex i+1 to vertex i+2."""
-    return tri[:, [2, 0, 1]] - tri[:, [1, 2, 0]]
+    return tri.roll(-2, dims=1) - tri.roll(-1, dims=1)
 
 
 def _edge_lines(tri: torch.Tensor) -> torch.Tensor:
@@ -342,7 +342,7 @@ class RasterRenderer:
         start_face: torch.Tensor,
         pa: torch.Tensor,
         pb: torch.Tensor,
-        max_steps: int = 64,
+        max_steps: int = 32,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Walk from the front pixel's face along the segment pa -> pb, face to neighbouring face, to the
         first silhouette edge it crosses (near a silhouette, faces are often too thin to cover a pixel
