@@ -108,3 +108,60 @@ def test_an_existing_foreign_folder_is_never_replaced(photo_and_init, tmp_path, 
     code, _, stderr = run(argv, capsys)
     assert code == 2 and "refusing to replace" in stderr
     assert (out / "beach.jpg").read_bytes() == b"precious"
+
+
+def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path, capsys) -> None:
+    """The mission's main path: a SMPLify-X result .pkl and a photo, fitted with an SMPL-X model (here the
+    generated SMPL-X-format model). SMPLify-X conventions: the body is flipped into camera space by its
+    global orientation, the camera sits at the origin with the body's offset in camera_translation, and the
+    focal length is the default 5000 px for the photo's size."""
+    from posecore.bodies import load_body_model, params_from_init
+    from posecore.cli import camera_for_init
+    from posecore.io.init_files import read_init
+    from posecore.render.raster import RasterRenderer
+    from posecore.render.scene import RenderScene
+
+    size = 96
+    flip = np.array([[np.pi, 0.0, 0.0]], np.float32)  # camera space: y down, z forward
+    body_pose = np.zeros((1, 63), np.float32)
+    truth_pose = body_pose.copy()
+    truth_pose[0, 15 * 3 + 2] = -0.7  # left shoulder (body joint 16 -> index 15), in the image plane
+    truth_pose[0, 17 * 3 + 2] = 0.8  # left elbow
+    faulty = truth_pose.copy()
+    faulty[0, 15 * 3 + 2] += 0.45
+    faulty[0, 17 * 3 + 2] -= 0.45
+    common = {
+        "global_orient": flip,
+        "betas": np.zeros((1, 10), np.float32),
+        "camera_rotation": np.eye(3, dtype=np.float32)[None],
+        "camera_translation": np.array([[0.0, 0.25, 95.0]], np.float32),
+    }
+    for name, pose in (("truth.pkl", truth_pose), ("smplifyx.pkl", faulty)):
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({**common, "body_pose": pose}, f, protocol=2)
+
+    body = load_body_model(f"smplx:{synthetic_smplx_dir}")
+    truth = params_from_init(body, read_init(tmp_path / "truth.pkl"))
+    camera = camera_for_init(read_init(tmp_path / "truth.pkl"), size, size, (size, size))
+    with torch.no_grad():
+        colors = torch.full((body.num_vertices, 3), 0.8)
+        image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
+    assert float((image.sum(-1) > 0).float().mean()) > 0.1  # the body fills the frame, upright
+    save_image(tmp_path / "photo.png", image.clamp(0, 1))
+
+    out = tmp_path / "fit"
+    argv = ["fit", "--image", str(tmp_path / "photo.png"), "--init", str(tmp_path / "smplifyx.pkl"),
+            "--truth", str(tmp_path / "truth.pkl"), "--model", f"smplx:{synthetic_smplx_dir}",
+            "--iterations", "60", "--out", str(out)]  # fmt: skip
+    code, _stdout, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    metrics = json.loads((out / "result.json").read_text())["metrics"]
+    # Seen from 95 m at 5000 px focal length the view is nearly orthographic: depth is unobservable, so the
+    # test judges the pose after Procrustes alignment, and the image.
+    assert metrics["pa_mpjpe_mm"]["after"] < 0.6 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
+    assert metrics["image_error_percent"]["after"] < 0.5 * metrics["image_error_percent"]["before"]
+    fitted = np.load(out / "fit.npz")
+    names = list(fitted["joint_names"])
+    for joint, true_z in (("left_shoulder", -0.7), ("left_elbow", 0.8)):  # each wrong joint got closer
+        z = float(fitted["rotations"][names.index(joint), 2])
+        assert abs(z - true_z) < 0.6 * 0.45, (joint, z)
