@@ -13,7 +13,7 @@ from posecore.fitting.presets import get_preset
 from posecore.metrics import image_error_percent
 from posecore.render import get_renderer
 
-from . import scene_io
+from . import frames, scene_io
 from .properties import preferences
 
 DEFAULT_IMAGE_SIZE = (512, 512)
@@ -40,15 +40,11 @@ def _torch_setup(context: bpy.types.Context) -> str:
 
 
 def _image_size(path: str) -> tuple[int, int] | None:
+    """(width, height) of the target (the first image of a sequence, a movie's frames), or None without one."""
     if not path:
         return None
-    from PIL import Image
-
-    try:
-        with Image.open(bpy.path.abspath(path)) as im:
-            return im.size
-    except OSError as exc:
-        raise ParameterError(f"target image {path!r} is not readable ({exc})") from exc
+    source = frames.target_source(path)
+    return source.size(0) if source.kind == "movie" else frames.TargetSource("image", frames.first_file(path)).size(0)
 
 
 class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
@@ -83,7 +79,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
                 camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])
             cam_obj = scene_io.make_camera(context, camera, arm_obj)
             if settings.target_path:
-                scene_io.set_background_image(cam_obj, settings.target_path)
+                scene_io.set_background_image(cam_obj, settings.target_path, settings.target_offset)
         except (PoseFitError, FileNotFoundError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -97,10 +93,21 @@ class FitDriver:
 
     Builds the :class:`FitProblem` from the scene: the body from the armature, the look from the scene camera
     (read back with ``PinholeCamera.from_blender``) plus the chosen vertex group, the target photo at the fit
-    size. Writes each state's rotations onto the pose bones; :meth:`cancel` restores the pose exactly.
+    size (for a sequence or movie target: the current frame's image). Writes each state's rotations onto the
+    pose bones; :meth:`cancel` restores the pose exactly.
+
+    Args:
+        context: Blender context.
+        keyframe: keyframe the result at the current frame; None = the scene setting ``posefit.keyframe``.
+        source: the target (default: classified from ``posefit.target_path`` and ``target_offset``).
     """
 
-    def __init__(self, context: bpy.types.Context) -> None:
+    def __init__(
+        self,
+        context: bpy.types.Context,
+        keyframe: bool | None = None,
+        source: frames.TargetSource | None = None,
+    ) -> None:
         scene = context.scene
         settings = scene.posefit
         self.arm_obj, self.mesh_obj = scene_io.find_body_objects(context)
@@ -108,9 +115,9 @@ class FitDriver:
             raise ParameterError("no PoseFit body in the scene: import one first")
         if scene.camera is None:
             raise ParameterError("the scene has no active camera: the fit looks through it")
-        if not settings.target_path:
-            raise ParameterError("choose a target image")
+        source = source or frames.target_source(settings.target_path, settings.target_offset)
         self.scene, self.cam_obj = scene, scene.camera
+        self.keyframe = settings.keyframe if keyframe is None else keyframe
         device = _torch_setup(context)
         self.spec = str(self.arm_obj[scene_io.MODEL_KEY])
         self.body = scene_io.get_body(self.spec, device)
@@ -120,9 +127,7 @@ class FitDriver:
 
         camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
         camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
-        from posecore.io.images import load_image
-
-        target = load_image(bpy.path.abspath(settings.target_path), size=(camera.width, camera.height))
+        target = source.load(scene.frame_current, (camera.width, camera.height))
         mask = None
         if settings.vertex_group:
             if self.mesh_obj is None:
@@ -143,7 +148,25 @@ class FitDriver:
 
     @property
     def total(self) -> int:
+        """Steps of the fit (iterations plus the final evaluation)."""
         return self.fitter.preset.iterations + 1
+
+    @property
+    def progress(self) -> int:
+        """Steps done."""
+        return 0 if self.state is None else self.state.iteration + 1
+
+    @property
+    def complete(self) -> bool:
+        """True after the final evaluation (then call :meth:`finish`)."""
+        return self.state is not None and self.state.final
+
+    @property
+    def status_text(self) -> str:
+        """One line for the status bar."""
+        iteration = 0 if self.state is None else self.state.iteration
+        loss = f", loss {self.state.loss:.4g}" if self.state is not None else ""
+        return f"PoseFit: iteration {iteration}/{self.total - 1}{loss} (Esc cancels)"
 
     def step(self) -> FitState:
         """One optimisation step; writes the rendered parameters onto the bones and updates the status."""
@@ -170,7 +193,7 @@ class FitDriver:
         if moved_camera:
             scene_io.set_camera_pose(self.cam_obj, state.camera, self.arm_obj)
         settings = self.scene.posefit
-        if settings.keyframe:
+        if self.keyframe:
             frame = self.scene.frame_current
             names = [self.body.joint_names[j] for j in self.fitter.free_joints]
             root = self.body.joint_names[0]
@@ -199,23 +222,23 @@ class FitDriver:
         return state
 
 
-class POSEFIT_OT_fit(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
-    """Fit the body's pose to the target image through the scene camera (Esc cancels and restores)"""
+class _ModalFit:
+    """Shared operator logic: ``execute()`` runs a driver to the end, ``invoke()``/``modal()`` step it on timer
+    events (Esc cancels). Subclasses say which driver with :meth:`_make_driver`."""
 
-    bl_idname = "posefit.fit"
-    bl_label = "Fit"
-    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
-
-    _driver = None  # FitDriver while running (plain attributes: Blender treats annotations as properties)
+    _driver = None  # the driver while running (plain attributes: Blender treats annotations as properties)
     _timer = None
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return scene_io.find_body_objects(context)[0] is not None
 
+    def _make_driver(self, context: bpy.types.Context) -> FitDriver | frames.FrameRangeDriver:
+        raise NotImplementedError
+
     def _start(self, context: bpy.types.Context) -> bool:
         try:
-            self._driver = FitDriver(context)
+            self._driver = self._make_driver(context)
         except PoseFitError as exc:
             self.report({"ERROR"}, str(exc))
             return False
@@ -225,12 +248,12 @@ class POSEFIT_OT_fit(bpy.types.Operator):  # noqa: N801 (Blender naming conventi
         if not self._start(context):
             return {"CANCELLED"}
         try:
-            state = self._driver.run()
+            self._driver.run()
         except PoseFitError as exc:
             self._driver.cancel()
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"PoseFit: {state.iteration} iterations, loss {state.loss:.4g}")
+        self.report({"INFO"}, context.scene.posefit.status_message)
         return {"FINISHED"}
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
@@ -247,14 +270,9 @@ class POSEFIT_OT_fit(bpy.types.Operator):  # noqa: N801 (Blender naming conventi
         if result == {"PASS_THROUGH"}:
             return result
         wm = context.window_manager
-        state = self._driver.state
-        if state is not None:
-            wm.progress_update(state.iteration)
-            if context.workspace is not None:
-                context.workspace.status_text_set(
-                    f"PoseFit: iteration {state.iteration}/{self._driver.total - 1}, "
-                    f"loss {state.loss:.4g} (Esc cancels)"
-                )
+        wm.progress_update(self._driver.progress)
+        if context.workspace is not None:
+            context.workspace.status_text_set(self._driver.status_text)
         if context.area is not None:
             context.area.tag_redraw()
         if result != {"RUNNING_MODAL"}:
@@ -271,11 +289,40 @@ class POSEFIT_OT_fit(bpy.types.Operator):  # noqa: N801 (Blender naming conventi
             context.workspace.status_text_set(None)
 
 
-def handle_event(driver: FitDriver, event_type: str) -> set[str]:
+class POSEFIT_OT_fit(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Fit the body's pose to the target image through the scene camera (Esc cancels and restores)"""
+
+    bl_idname = "posefit.fit"
+    bl_label = "Fit"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    def _make_driver(self, context: bpy.types.Context) -> FitDriver:
+        return FitDriver(context)
+
+
+class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Fit each frame of a range to its target (image sequence, folder or movie), warm-started from the previous
+    frame and keyframed; Esc keeps the frames done and restores the frame in progress"""
+
+    bl_idname = "posefit.fit_frames"
+    bl_label = "Fit Frame Range"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    frame_start: bpy.props.IntProperty(name="Start", description="First frame (-1 = the scene's start)", default=-1)
+    frame_end: bpy.props.IntProperty(name="End", description="Last frame (-1 = the scene's end)", default=-1)
+
+    def _make_driver(self, context: bpy.types.Context) -> frames.FrameRangeDriver:
+        scene = context.scene
+        start = scene.frame_start if self.frame_start < 0 else self.frame_start
+        end = scene.frame_end if self.frame_end < 0 else self.frame_end
+        return frames.FrameRangeDriver(context, frames.parse_frame_range(f"{start}-{end}"))
+
+
+def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -> set[str]:
     """The modal loop's logic, separate from Blender's event objects so it can be driven by hand.
 
-    ESC cancels (the pose is restored); TIMER performs one step and finishes after the final evaluation;
-    other events pass through (the viewport stays usable).
+    ESC cancels (the pose is restored; a frame range keeps the frames done); TIMER performs one step and
+    finishes once the driver is complete; other events pass through (the viewport stays usable).
     """
     if event_type == "ESC":
         driver.cancel()
@@ -283,15 +330,15 @@ def handle_event(driver: FitDriver, event_type: str) -> set[str]:
     if event_type != "TIMER":
         return {"PASS_THROUGH"}
     try:
-        state = driver.step()
+        driver.step()
     except PoseFitError as exc:
         driver.cancel()
         driver.scene.posefit.status_message = f"Error: {exc}"
         return {"CANCELLED"}
-    if state.final:
+    if driver.complete:
         driver.finish()
         return {"FINISHED"}
     return {"RUNNING_MODAL"}
 
 
-CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit)
+CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit, POSEFIT_OT_fit_frames)

@@ -79,7 +79,17 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         subtype="FILE_PATH",
     )
     init_frame: IntProperty(name="Frame", description="Frame of a multi-frame initialisation", default=0, min=0)
-    target_path: StringProperty(name="Target image", description="The photo to fit", subtype="FILE_PATH")
+    target_path: StringProperty(
+        name="Target image",
+        description="The photo to fit; for frame ranges an image sequence (frame_####.png), a folder of images "
+        "(sorted by name, numbered from 1) or a movie",
+        subtype="FILE_PATH",
+    )
+    target_offset: IntProperty(
+        name="Image offset",
+        description="Image (or movie frame) number = scene frame + this offset, for sequences and movies",
+        default=0,
+    )
     vertex_group: StringProperty(
         name="Look at",
         description="Vertex group the fit looks at (empty = the whole body); part_* groups are made on import",
@@ -90,6 +100,7 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         name="Fit size", description="Longer image side used while fitting, pixels", default=256, min=16
     )
     keyframe: BoolProperty(name="Keyframe", description="Keyframe the result at the current frame", default=False)
+    status_frame: IntProperty(name="Frame", description="Frame of the fit in progress or last done", default=0)
     status_iteration: IntProperty(name="Iteration", default=0)
     status_loss: FloatProperty(name="Loss", default=0.0)
     status_error: FloatProperty(name="Image error %", description="Per-pixel image error, percent", default=0.0)

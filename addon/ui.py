@@ -36,6 +36,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         box = layout.box()
         box.label(text="Target image", icon="IMAGE_DATA")
         box.prop(settings, "target_path", text="")
+        box.prop(settings, "target_offset")
         box.operator("posefit.import_body", icon="IMPORT")
 
         box = layout.box()
@@ -59,9 +60,18 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.operator("posefit.fit", icon="PLAY")
 
         box = layout.box()
+        box.label(text="Frame range", icon="SEQUENCE")
+        row = box.row(align=True)
+        row.prop(context.scene, "frame_start", text="Start")
+        row.prop(context.scene, "frame_end", text="End")
+        row = box.row()
+        row.enabled = armature is not None
+        row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
+
+        box = layout.box()
         box.label(text="Status", icon="INFO")
         col = box.column(align=True)
-        col.label(text=f"Iteration {settings.status_iteration}")
+        col.label(text=f"Frame {settings.status_frame}, iteration {settings.status_iteration}")
         col.label(text=f"Loss {settings.status_loss:.5g}")
         col.label(text=f"Image error {settings.status_error:.2f} %")
         if settings.status_message:
