@@ -56,7 +56,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from posecore import rig as rigmath
-        from posecore.cli import camera_for_init
+        from posecore.cameras.init_camera import camera_from_init
         from posecore.io.init_files import read_init
 
         settings = context.scene.posefit
@@ -73,7 +73,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
             if init is not None and init.camera is not None:
                 size = source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE
-                camera = camera_for_init(init, size[0], size[1], source_size)
+                camera = camera_from_init(init.camera, size[0], size[1], source_size)
             else:
                 size = source_size or DEFAULT_IMAGE_SIZE
                 camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])

@@ -155,35 +155,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def camera_for_init(init, width: int, height: int, source_size: tuple[int, int] | None):
-    """The fit camera: the init's intrinsics/extrinsics when present (scaled to the fit size), else defaults."""
-    from posecore.cameras.pinhole import PinholeCamera
-    from posecore.io.init_files import SMPLIFYX_DEFAULT_FOCAL_LENGTH
-
-    cam = init.camera
-    src_w, src_h = (cam.image_size if cam is not None and cam.image_size else None) or source_size or (width, height)
-    sx, sy = width / src_w, height / src_h
-    fx = fy = SMPLIFYX_DEFAULT_FOCAL_LENGTH
-    cx, cy = (src_w - 1) / 2.0, (src_h - 1) / 2.0
-    rotation, translation = torch.eye(3), torch.zeros(3)
-    if cam is not None:
-        if cam.focal_length is not None:
-            fx, fy = cam.focal_length
-        if cam.principal_point is not None:
-            cx, cy = cam.principal_point
-        if cam.rotation is not None:
-            rotation = torch.as_tensor(cam.rotation, dtype=torch.float32)
-        if cam.translation is not None:
-            translation = torch.as_tensor(cam.translation, dtype=torch.float32)
-    return PinholeCamera(
-        fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5, width, height, rotation, translation
-    )
-
-
 def cmd_fit(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from posecore.bodies import load_body_model, params_from_init
+    from posecore.cameras.init_camera import camera_from_init
     from posecore.errors import InputFileError, ParameterError
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
@@ -216,7 +192,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     init = read_init(args.init, frame=args.frame)
     body = load_body_model(args.model)
     initial = params_from_init(body, init)
-    camera = camera_for_init(init, width, height, source_size)
+    camera = camera_from_init(init.camera, width, height, source_size)
     crop = None
     if args.crop:
         try:

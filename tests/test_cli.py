@@ -116,7 +116,7 @@ def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path
     global orientation, the camera sits at the origin with the body's offset in camera_translation, and the
     focal length is the default 5000 px for the photo's size."""
     from posecore.bodies import load_body_model, params_from_init
-    from posecore.cli import camera_for_init
+    from posecore.cameras.init_camera import camera_from_init
     from posecore.io.init_files import read_init
     from posecore.render.raster import RasterRenderer
     from posecore.render.scene import RenderScene
@@ -142,7 +142,7 @@ def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path
 
     body = load_body_model(f"smplx:{synthetic_smplx_dir}")
     truth = params_from_init(body, read_init(tmp_path / "truth.pkl"))
-    camera = camera_for_init(read_init(tmp_path / "truth.pkl"), size, size, (size, size))
+    camera = camera_from_init(read_init(tmp_path / "truth.pkl").camera, size, size, (size, size))
     with torch.no_grad():
         colors = torch.full((body.num_vertices, 3), 0.8)
         image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
