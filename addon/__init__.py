@@ -1,12 +1,13 @@
 """The Blender side of PoseFit: properties, preferences, the sidebar panel and the operators.
 
-Everything here uses ``bpy``; all maths lives in ``posecore`` (pure torch). When the extension runs from a
-source checkout, ``posecore`` sits next to this package and is put on ``sys.path`` if it is not importable yet.
+Everything here uses ``bpy``; all maths lives in ``posecore`` (pure torch). ``posecore`` ships as source next
+to this package (in a checkout and in the packaged zip, whose dependencies come as bundled wheels) and is put
+first on ``sys.path``, so the extension always uses its own copy, not another ``posecore`` that happens to be
+importable.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import sys
 
@@ -14,9 +15,9 @@ _ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _ensure_posecore() -> None:
-    """Make ``import posecore`` work from a checkout (the packaged extension ships it as a wheel)."""
-    if importlib.util.find_spec("posecore") is None and (_ROOT / "posecore").is_dir():
-        sys.path.append(str(_ROOT))
+    """Make ``import posecore`` find the copy shipped with this extension."""
+    if (_ROOT / "posecore").is_dir() and str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
 
 
 _ensure_posecore()

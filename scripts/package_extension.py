@@ -1,0 +1,403 @@
+"""Build PoseFit's Blender extension zip, with every runtime dependency bundled as an unmodified wheel.
+
+Usage::
+
+    python scripts/package_extension.py [--platform linux-x64 ...] [--out dist/] [--refresh]
+
+For each requested Blender platform the script downloads wheels (``pip download --only-binary=:all: --no-deps``
+with that platform's tags, CPython 3.11) into ``<source>/wheels/``, starting from :data:`ROOTS` and following
+each downloaded wheel's ``Requires-Dist`` (environment markers evaluated for the target platform, extras only
+where a requirement asks for them). Blender installs bundled wheels without resolving dependencies, so the
+closure must be complete; packages Blender's own Python already ships (:data:`PROVIDED`, numpy above all) are
+left out, and a requirement those cannot satisfy is an error. torch must be the CPU build (no ``nvidia-*``
+requirement): on linux-x64 that is the ``+cpu`` wheel from pip's configured sources (``find-links``).
+
+It then writes ``wheels = [...]`` and ``platforms = [...]`` into ``blender_manifest.toml`` and builds the zip
+with Blender's own builder (``blender_ext.py build``, shipped inside the ``bpy`` wheel; with several platforms,
+``--split-platforms`` makes one zip per platform). ``posecore`` ships as source inside the zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import email.message
+import email.parser
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+try:
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+    from packaging.version import Version
+except ImportError:  # pip always vendors it
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+    from pip._vendor.packaging.specifiers import SpecifierSet  # type: ignore[no-redef]
+    from pip._vendor.packaging.tags import (  # type: ignore[no-redef]
+        Tag,
+        compatible_tags,
+        cpython_tags,
+        mac_platforms,
+    )
+    from pip._vendor.packaging.utils import canonicalize_name, parse_wheel_filename  # type: ignore[no-redef]
+    from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PYTHON_VERSION = (3, 11)  # Blender 4.2 to 5.0 ship CPython 3.11
+
+#: What posecore needs at run time inside Blender (matplotlib is for figures only, mitsuba is an optional
+#: backend that also needs a system LLVM 19: neither is bundled).
+ROOTS: tuple[str, ...] = ("torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28")
+
+#: Packages Blender's bundled Python already has (the ``bpy`` wheel's own requirements mirror them), with the
+#: version Blender 4.2 to 5.0 ship where a requirement must be checked against it (``None``: not checked).
+#: Bundling them would shadow Blender's copies: the extension site-packages come first on ``sys.path``.
+PROVIDED: dict[str, str | None] = {
+    "numpy": "1.26.4",
+    "requests": None,
+    "certifi": None,
+    "charset-normalizer": None,
+    "idna": None,
+    "urllib3": None,
+    "zstandard": None,
+    "cython": None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformSpec:
+    """How one Blender platform maps onto wheel tags and environment markers."""
+
+    pip_platforms: tuple[str, ...]
+    markers: dict[str, str]
+    tag_platforms: tuple[str, ...]
+
+
+def _manylinux(arch: str) -> tuple[str, ...]:
+    # Blender 4.2+ on Linux needs glibc 2.28: accept every manylinux tag up to that.
+    new = tuple(f"manylinux_2_{minor}_{arch}" for minor in range(28, 4, -1))
+    return (*new, f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}")
+
+
+def _mac(arch: str, version: tuple[int, int]) -> tuple[str, ...]:
+    # mac_platforms lists every macOS release up to ``version`` (Blender 4.2+ itself needs macOS 11.2).
+    return tuple(mac_platforms(version, arch))
+
+
+PLATFORMS: dict[str, PlatformSpec] = {
+    "linux-x64": PlatformSpec(
+        _manylinux("x86_64"),
+        {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix"},
+        _manylinux("x86_64"),
+    ),
+    "linux-arm64": PlatformSpec(
+        _manylinux("aarch64"),
+        {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64", "os_name": "posix"},
+        _manylinux("aarch64"),
+    ),
+    # torch 2.13's macOS wheels are built for macOS 14: the arm64 bundle therefore needs macOS 14 or later.
+    "macos-arm64": PlatformSpec(
+        _mac("arm64", (14, 0)),
+        {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64", "os_name": "posix"},
+        _mac("arm64", (14, 0)),
+    ),
+    # torch publishes no Intel-macOS wheels since 2.2: this platform fails with a clear message.
+    "macos-x64": PlatformSpec(
+        _mac("x86_64", (14, 0)),
+        {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "x86_64", "os_name": "posix"},
+        _mac("x86_64", (14, 0)),
+    ),
+    "windows-x64": PlatformSpec(
+        ("win_amd64",),
+        {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64", "os_name": "nt"},
+        ("win_amd64",),
+    ),
+}
+
+
+class PackagingError(RuntimeError):
+    """A clear, one-line reason why packaging cannot go on."""
+
+
+def supported_tags(spec: PlatformSpec) -> set[Tag]:
+    """Wheel tags CPython 3.11 accepts on ``spec``'s platform."""
+    platforms = list(spec.tag_platforms)
+    tags = set(cpython_tags(PYTHON_VERSION, abis=["cp311", "abi3", "none"], platforms=platforms))
+    tags |= set(compatible_tags(PYTHON_VERSION, interpreter="cp311", platforms=platforms))
+    return tags
+
+
+def marker_environment(spec: PlatformSpec, extra: str = "") -> dict[str, str]:
+    """The PEP 508 marker environment of Blender's Python on ``spec``'s platform."""
+    return {
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "python_version": "3.11",
+        "python_full_version": "3.11.9",
+        "implementation_version": "3.11.9",
+        "platform_release": "",
+        "platform_version": "",
+        "extra": extra,
+        **spec.markers,
+    }
+
+
+def wheel_metadata(wheel: pathlib.Path) -> email.message.Message:
+    """The headers of a wheel's ``*.dist-info/METADATA``."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
+        return email.parser.BytesParser().parsebytes(archive.read(name), headersonly=True)
+
+
+def wheel_requirements(wheel: pathlib.Path) -> list[Requirement]:
+    """The ``Requires-Dist`` entries of a wheel's METADATA."""
+    return [Requirement(text) for text in wheel_metadata(wheel).get_all("Requires-Dist") or []]
+
+
+def supports_python(wheel: pathlib.Path) -> bool:
+    """Whether the wheel's ``Requires-Python`` admits Blender's Python 3.11."""
+    requires = wheel_metadata(wheel).get("Requires-Python")
+    return requires is None or SpecifierSet(requires).contains("3.11.9", prereleases=True)
+
+
+def applies(requirement: Requirement, spec: PlatformSpec, extras: Iterable[str]) -> bool:
+    """Whether ``requirement`` holds on the target platform, given the extras asked of its owner."""
+    if requirement.marker is None:
+        return True
+    return any(requirement.marker.evaluate(marker_environment(spec, extra)) for extra in ("", *extras))
+
+
+def _wheel_name_version(path: pathlib.Path) -> tuple[str, Version, frozenset[Tag]]:
+    name, version, _, tags = parse_wheel_filename(path.name)
+    return canonicalize_name(name), version, tags
+
+
+def find_cached(
+    directories: Sequence[pathlib.Path], name: str, specifier: SpecifierSet, tags: set[Tag]
+) -> pathlib.Path | None:
+    """The newest wheel of ``name`` in ``directories`` that satisfies ``specifier`` and fits ``tags``."""
+    best: tuple[Version, pathlib.Path] | None = None
+    for directory in directories:
+        for path in directory.glob("*.whl") if directory.is_dir() else ():
+            try:
+                wheel_name, version, wheel_tags = _wheel_name_version(path)
+            except Exception:
+                continue
+            if wheel_name != name or not specifier.contains(version, prereleases=True) or not (wheel_tags & tags):
+                continue
+            if (best is None or version > best[0]) and supports_python(path):
+                best = (version, path)
+    return None if best is None else best[1]
+
+
+def pip_download(name: str, specifier: SpecifierSet, spec: PlatformSpec, dest: pathlib.Path) -> pathlib.Path:
+    """``pip download`` one binary wheel (no dependencies) for the target platform; returns its path."""
+    command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps", "--no-cache-dir"]
+    for platform in spec.pip_platforms:
+        command += ["--platform", platform]
+    command += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi", "abi3"]
+    command += ["--abi", "none", "-d", str(dest), f"{name}{specifier}"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")] or ["(no output)"]
+        raise PackagingError(
+            f"no {name}{specifier} wheel for CPython 3.11 on {', '.join(spec.pip_platforms[:2])}...: {errors[0]}"
+        )
+    found = re.findall(r"(?:Saved|File was already downloaded)\s+(\S+\.whl)", result.stdout)
+    if not found:
+        raise PackagingError(f"pip download {name}{specifier}: no wheel reported in pip's output")
+    path = pathlib.Path(found[-1])
+    return path if path.is_absolute() else (pathlib.Path.cwd() / path).resolve()
+
+
+def check_torch(wheel: pathlib.Path, platform: str, spec: PlatformSpec) -> None:
+    """Refuse a torch wheel that is not the CPU build (a ``+cu`` local version or ``nvidia-*`` requirements)."""
+    _, version, _ = _wheel_name_version(wheel)
+    nvidia = [str(r) for r in wheel_requirements(wheel) if r.name.startswith("nvidia-") and applies(r, spec, ())]
+    if nvidia or (version.local or "").startswith("cu"):
+        raise PackagingError(
+            f"{platform}: no CPU build of torch found ({wheel.name} requires {', '.join(nvidia) or 'CUDA'}); "
+            "put the +cpu wheel into pip's find-links or leave this platform out"
+        )
+    if platform.startswith("linux") and version.local != "cpu":
+        raise PackagingError(f"{platform}: {wheel.name} is not the +cpu torch build")
+
+
+def resolve_platform(
+    platform: str, wheels_dir: pathlib.Path, caches: Sequence[pathlib.Path], refresh: bool, log: Callable[[str], object]
+) -> list[pathlib.Path]:
+    """Download the dependency closure of :data:`ROOTS` for ``platform`` into ``wheels_dir``; returns the wheels."""
+    spec = PLATFORMS[platform]
+    tags = supported_tags(spec)
+    specifiers: dict[str, SpecifierSet] = {}
+    extras: dict[str, set[str]] = {}
+    chosen: dict[str, pathlib.Path] = {}
+    roots = [Requirement(text) for text in ROOTS]
+    if platform.startswith("linux"):  # the CPU build carries a local version label; ask for it by name
+        roots = [Requirement("torch==2.13.0+cpu") if r.name == "torch" else r for r in roots]
+    queue: deque[tuple[Requirement, str]] = deque((r, "(root)") for r in roots)
+    while queue:
+        requirement, owner = queue.popleft()
+        name = canonicalize_name(requirement.name)
+        if name in PROVIDED:
+            have = PROVIDED[name]
+            if have is not None and not requirement.specifier.contains(have, prereleases=True):
+                raise PackagingError(
+                    f"{platform}: {owner} needs {requirement} but Blender ships {name} {have}; pin an older {owner}"
+                )
+            continue
+        specifier = specifiers.get(name, SpecifierSet()) & requirement.specifier
+        new_extras = set(requirement.extras) - extras.get(name, set())
+        specifiers[name] = specifier
+        extras.setdefault(name, set()).update(requirement.extras)
+        current = chosen.get(name)
+        if current is not None and specifier.contains(_wheel_name_version(current)[1], prereleases=True):
+            if not new_extras:
+                continue
+            wheel = current
+        else:
+            wheel = None if refresh else find_cached([wheels_dir, *caches], name, specifier, tags)
+            if wheel is None:
+                log(f"  downloading {name}{specifier} for {platform}")
+                wheel = pip_download(name, specifier, spec, wheels_dir)
+            if wheel.parent.resolve() != wheels_dir.resolve():
+                target = wheels_dir / wheel.name
+                if not target.exists():
+                    try:
+                        os.link(wheel, target)
+                    except OSError:
+                        shutil.copy2(wheel, target)
+                wheel = target
+            if not (_wheel_name_version(wheel)[2] & tags):
+                raise PackagingError(f"{platform}: {wheel.name} does not fit this platform's tags")
+            if name == "torch":
+                check_torch(wheel, platform, spec)
+            chosen[name] = wheel
+        for child in wheel_requirements(wheel):
+            if applies(child, spec, extras[name]):
+                queue.append((child, name))
+    return sorted(chosen.values(), key=lambda p: p.name.lower())
+
+
+def write_manifest(manifest: pathlib.Path, wheels: Sequence[str], platforms: Sequence[str]) -> None:
+    """Replace the ``wheels = [...]`` and ``platforms = [...]`` lines (top-level keys) of ``manifest``."""
+    text = manifest.read_text(encoding="utf-8")
+    wheel_block = "wheels = [\n" + "".join(f'  "{w}",\n' for w in wheels) + "]" if wheels else "wheels = []"
+    platform_line = "platforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]"
+    for key, value in (("wheels", wheel_block), ("platforms", platform_line)):
+        pattern = re.compile(rf"^{key}\s*=\s*\[.*?\]", re.MULTILINE | re.DOTALL)
+        if pattern.search(text) is None:
+            raise PackagingError(f"{manifest}: no top-level '{key} = [...]' line to replace")
+        text = pattern.sub(lambda _m, v=value: v, text, count=1)
+    manifest.write_text(text, encoding="utf-8")
+
+
+def blender_ext_cli() -> pathlib.Path:
+    """Blender's extension command-line tool (``blender_ext.py``), from the installed ``bpy`` wheel."""
+    import importlib.util
+
+    found = importlib.util.find_spec("bpy")
+    if found is None or not found.origin:
+        raise PackagingError("the bpy module is not installed: Blender's extension builder ships inside it")
+    # bpy's origin is <site-packages>/bpy/__init__.py; the scripts live in bpy/<version>/scripts.
+    for cli in pathlib.Path(found.origin).resolve().parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"):
+        return cli
+    raise PackagingError(f"blender_ext.py not found under {pathlib.Path(found.origin).parent}")
+
+
+def run_cli(args: Sequence[str]) -> str:
+    """Run ``blender_ext.py`` with ``args``; returns its output, raising on failure."""
+    result = subprocess.run([sys.executable, str(blender_ext_cli()), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PackagingError(f"blender_ext.py {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def valid_tags_file() -> pathlib.Path:
+    """Blender's list of valid extension tags (beside the CLI in the bpy wheel)."""
+    scripts = blender_ext_cli().parents[3]
+    return scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py"
+
+
+def package(
+    platforms: Sequence[str],
+    out: pathlib.Path,
+    source: pathlib.Path = REPO,
+    caches: Sequence[pathlib.Path] = (),
+    refresh: bool = False,
+    log: Callable[[str], object] = print,
+) -> list[pathlib.Path]:
+    """Download wheels, write the manifest, validate it and build the zip(s); returns the zip paths."""
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown:
+        raise PackagingError(f"unknown platform(s) {unknown}; choose from {sorted(PLATFORMS)}")
+    wheels_dir = source / "wheels"
+    wheels_dir.mkdir(exist_ok=True)
+    bundled: dict[str, pathlib.Path] = {}
+    failed: dict[str, str] = {}
+    for platform in platforms:
+        log(f"resolving wheels for {platform}")
+        try:
+            for wheel in resolve_platform(platform, wheels_dir, caches, refresh, log):
+                bundled[wheel.name] = wheel
+        except PackagingError as exc:
+            failed[platform] = str(exc)
+            log(f"error: {exc}")
+    if failed:
+        raise PackagingError("; ".join(failed.values()))
+    names = sorted(bundled, key=str.lower)
+    total = sum(bundled[n].stat().st_size for n in names)
+    log(f"{len(names)} wheels, {total / 2**20:.1f} MiB")
+    write_manifest(source / "blender_manifest.toml", [f"./wheels/{n}" for n in names], platforms)
+    tags = str(valid_tags_file())
+    log(run_cli(["validate", str(source), "--valid-tags", tags]).strip())
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*.zip")}
+    args = ["build", "--source-dir", str(source), "--output-dir", str(out), "--valid-tags", tags]
+    if len(platforms) > 1:
+        args.append("--split-platforms")
+    run_cli(args)
+    zips = sorted(p for p in out.glob("*.zip") if before.get(p) != p.stat().st_mtime_ns)
+    if not zips:
+        raise PackagingError(f"Blender's builder wrote no zip into {out}")
+    return zips
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--platform",
+        action="append",
+        choices=sorted(PLATFORMS),
+        help="Blender platform to bundle wheels for (repeatable; default: linux-x64)",
+    )
+    parser.add_argument("--out", type=pathlib.Path, default=REPO / "dist", help="folder for the zip (default dist/)")
+    parser.add_argument("--source-dir", type=pathlib.Path, default=REPO, help="extension source (default: repo)")
+    parser.add_argument(
+        "--wheel-cache", type=pathlib.Path, action="append", default=[], help="extra folder of wheels to reuse"
+    )
+    parser.add_argument("--refresh", action="store_true", help="ask pip even when a fitting wheel is on disk")
+    args = parser.parse_args(argv)
+    try:
+        zips = package(args.platform or ["linux-x64"], args.out.resolve(), args.source_dir.resolve(),
+                       [c.resolve() for c in args.wheel_cache], args.refresh)  # fmt: skip
+    except PackagingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in zips:
+        print(f"{path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

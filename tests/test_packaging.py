@@ -1,0 +1,142 @@
+"""The packaged extension: ``scripts/package_extension.py`` builds a linux-x64 zip that Blender installs and runs.
+
+The packaging script runs on a copy of the checkout in a temp dir (so the checkout's manifest is untouched),
+reusing wheels already in the repository's ``wheels/`` (and leaving newly downloaded ones there for next time).
+The zip is then installed with ``bpy.ops.extensions.package_install_files`` into a fresh Blender user folder,
+and a second, fresh process (as Blender would start next time) enables it and imports torch, anny, smplx ...
+from the wheels Blender extracted, and posecore from the installed extension. Each Blender step runs in its
+own subprocess so nothing the test session already imported (torch above all) hides a missing wheel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+
+try:
+    import bpy  # noqa: F401  (only to know whether Blender-as-a-module works here)
+except Exception as exc:  # ImportError, or missing system libraries (OSError)
+    pytest.skip(f"bpy does not import: {exc}", allow_module_level=True)
+
+pytestmark = [pytest.mark.slow, pytest.mark.blender]
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MODULE = "bl_ext.user_default.posefit"
+#: Imported inside Blender after enabling: each must come from the bundled wheels (numpy from Blender itself).
+BUNDLED_MODULES = ("torch", "anny", "smplx", "PIL", "tqdm", "trimesh", "roma", "warp")
+_IGNORE = shutil.ignore_patterns(".git", "tests", "docs", "dist", "wheels", "out", "build", ".*", "__pycache__")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict[str, pathlib.Path]:
+    """Run the packaging script for linux-x64 on a temp copy of the checkout; returns the source and the zip."""
+    root = tmp_path_factory.mktemp("packaging")
+    source = root / "src"
+    shutil.copytree(REPO, source, ignore=_IGNORE)
+    cache = REPO / "wheels"
+    result = subprocess.run(
+        [sys.executable, str(source / "scripts" / "package_extension.py"), "--platform", "linux-x64",
+         "--out", str(root / "dist"), "--source-dir", str(source), "--wheel-cache", str(cache)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    zips = sorted((root / "dist").glob("*.zip"))
+    assert len(zips) == 1, result.stdout
+    cache.mkdir(exist_ok=True)
+    for wheel in (source / "wheels").glob("*.whl"):  # keep new downloads for the next run
+        if not (cache / wheel.name).exists():
+            shutil.copy2(wheel, cache / wheel.name)
+    return {"source": source, "zip": zips[0], "root": root}
+
+
+def _blender(script: str, user_resources: pathlib.Path, *args: str) -> dict:
+    """Run ``script`` in a fresh Python with ``bpy`` and its own Blender user folder; returns its JSON line."""
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user_resources)}
+    env.pop("PYTHONPATH", None)
+    # Run outside the checkout: ``python -c`` puts the working directory on sys.path, where posecore would be.
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True, text=True, timeout=600, env=env, cwd=user_resources,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, result.stdout[-4000:] + result.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def test_zip_bundles_cpu_torch_and_every_listed_wheel(built):
+    with zipfile.ZipFile(built["zip"]) as archive:
+        names = set(archive.namelist())
+        manifest = archive.read("blender_manifest.toml").decode()
+    import tomllib
+
+    data = tomllib.loads(manifest)
+    assert data["platforms"] == ["linux-x64"]
+    wheels = [w.removeprefix("./") for w in data["wheels"]]
+    assert wheels and all(w in names for w in wheels)
+    assert any(w.startswith("wheels/torch-2.13.0+cpu-cp311") for w in wheels)
+    assert any(w.startswith("wheels/anny-0.6.2-") for w in wheels)
+    assert any(w.startswith("wheels/smplx-0.1.28-") for w in wheels)
+    assert not any(w.startswith(("wheels/numpy-", "wheels/nvidia")) for w in wheels)  # Blender ships numpy
+    assert "posecore/__init__.py" in names and "addon/__init__.py" in names and "__init__.py" in names
+    assert not any(n.startswith(("tests/", "docs/", "scripts/", ".git")) for n in names)
+
+
+def test_zip_installs_enables_and_imports_its_wheels(built):
+    user = built["root"] / "blender_user"
+    user.mkdir()
+    installed = _blender(
+        """
+        import json, sys
+        import bpy
+        result = bpy.ops.extensions.package_install_files(
+            filepath=sys.argv[1], repo="user_default", enable_on_install=True
+        )
+        print("RESULT " + json.dumps({
+            "result": sorted(result),
+            "enabled": "bl_ext.user_default.posefit" in bpy.context.preferences.addons,
+            "operators": [hasattr(bpy.ops.posefit, op) for op in ("import_body", "fit")],
+        }))
+        """,
+        user,
+        str(built["zip"]),
+    )
+    assert installed == {"result": ["FINISHED"], "enabled": True, "operators": [True, True]}
+    # A fresh process, as Blender starting again: enable the installed extension and use its wheels.
+    used = _blender(
+        f"""
+        import importlib, json
+        import bpy, addon_utils
+
+        def _raise(exc):
+            raise exc
+
+        addon_utils.enable({MODULE!r}, default_set=True, handle_error=_raise)
+        import posecore, torch
+        files = {{name: importlib.import_module(name).__file__ for name in {BUNDLED_MODULES!r}}}
+        print("RESULT " + json.dumps({{
+            "operators": [hasattr(bpy.ops.posefit, op) for op in ("import_body", "fit")],
+            "panel": "POSEFIT_PT_main" in dir(bpy.types),
+            "posecore": posecore.__file__,
+            "files": files,
+            "torch": torch.__version__,
+            "sum": float(torch.ones(3, requires_grad=True).sum()),
+        }}))
+        """,
+        user,
+    )
+    assert used["operators"] == [True, True] and used["panel"]
+    wheels_site = (user / "extensions" / ".local" / "lib").resolve()
+    extension = (user / "extensions" / "user_default" / "posefit").resolve()
+    assert pathlib.Path(used["posecore"]).resolve().is_relative_to(extension)
+    for name, path in used["files"].items():
+        assert pathlib.Path(path).resolve().is_relative_to(wheels_site), f"{name} not from the bundled wheels: {path}"
+    assert used["torch"] == "2.13.0+cpu" and used["sum"] == 3.0
