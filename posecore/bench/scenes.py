@@ -1,0 +1,785 @@
+"""The benchmark scene set: hard, judo-like poses with known answers, rendered by Blender Cycles.
+
+    python -m posecore.bench scenes --out DIR [--count N] [--size S] [--samples N] [--threads N]
+
+Each scene is a folder ``DIR/NN_name/`` holding
+
+* ``target.png`` (S x S RGB, the body composited over black) and ``mask.png`` (Cycles' alpha, the person mask),
+  rendered by Blender Cycles through the ``bpy`` module (CPU, ``--samples`` paths per pixel) with a sun light,
+  an area light, a grey-blue world light and a coloured Principled BSDF: lighting and material the fit does not
+  know (it renders Lambert shading with a headlight and estimates one albedo), so it never sees its own image;
+* ``truth.npz`` and ``init.npz`` in PoseFit's ``fit.npz`` format (:func:`posecore.results.fit_arrays`): the true
+  parameters with the true camera, and the initialisation (perturbed like a faulty SMPLify-X fit) with the camera
+  a fit starts from;
+* ``scene.json``: model, part (selective scenes), cameras, the initialisation errors, material and lights.
+
+The poses are out of distribution for SMPLify-X-style priors: an upside-down throw (global orientation flipped),
+an inverted cartwheel, twisted legs, a deep forward lean, a raised leg, arms over the head, a crouch, a
+sacrifice throw lying back, a shoulder throw. Initialisations get 15-30 degree errors (random axes, fixed seeds)
+on the torso and limbs; one scene swaps the left and right arms, one has its camera orbited 10 degrees about the
+body's up axis (the fit optimises that orbit angle), and three are selective (a part is given and only that
+part is wrong). Most scenes use the free Anny model; three use the generated SMPL-X-format model
+(:mod:`posecore.bodies.synthetic_smplx`, written into ``DIR/smplx_model``).
+
+Poses are written once, with SMPL-X joint names and rotation vectors in Anny's world axes (+X = the body's left,
+-Y = its front, +Z = up, radians); :func:`pose_for_body` maps them onto either model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecore.bodies.base import BodyModel, BodyParams
+from posecore.cameras.orbit import orbit_camera
+from posecore.cameras.pinhole import PinholeCamera
+from posecore.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+PoseTable = dict[str, tuple[float, float, float]]
+
+SMPLX_MODEL_DIR = "smplx_model"
+"""Sub-folder of a scene set holding the generated SMPL-X-format model (``smplx/SMPLX_NEUTRAL.npz``)."""
+
+TORSO_AND_LIMBS = (
+    "spine2",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+)
+"""Joints a faulty SMPLify-X-like initialisation gets wrong (15-30 degrees each) in whole-body scenes."""
+
+ARM_JOINTS = ("shoulder", "elbow", "wrist")
+
+# ------------------------------------------------------------------------------------------------ poses
+JUDO_LEAN: PoseTable = {  # the demo's pose: forward lean, raised bent knee, right arm over the head
+    "spine2": (0.25, 0.0, 0.0),
+    "spine3": (0.15, 0.0, 0.10),
+    "left_hip": (-1.2, 0.0, 0.15),
+    "left_knee": (1.3, 0.0, 0.0),
+    "right_hip": (0.15, 0.0, -0.1),
+    "right_shoulder": (0.0, 2.2, 0.0),
+    "right_elbow": (0.0, 0.0, 0.5),
+    "left_shoulder": (-0.9, -0.3, 0.0),
+    "left_elbow": (0.0, 0.0, -0.8),
+    "head": (0.0, 0.0, 0.35),
+}
+UPSIDE_DOWN_THROW: PoseTable = {  # thrown over: head down, back to the camera, curled, legs bent
+    "pelvis": (2.7, 0.0, 0.5),
+    "spine2": (0.4, 0.0, 0.0),
+    "left_hip": (-0.9, -0.3, 0.0),
+    "left_knee": (1.4, 0.0, 0.0),
+    "right_hip": (-0.3, 0.4, 0.0),
+    "right_knee": (0.6, 0.0, 0.0),
+    "left_shoulder": (-1.2, 0.3, 0.0),
+    "right_shoulder": (-1.0, -0.2, 0.3),
+    "left_elbow": (0.0, 0.0, -1.0),
+    "right_elbow": (0.0, 0.0, 1.0),
+    "head": (0.5, 0.0, 0.0),
+}
+CARTWHEEL: PoseTable = {  # inverted sideways: head down facing the camera, legs and arms spread
+    "pelvis": (0.0, 2.8, 0.2),
+    "left_hip": (0.0, -0.7, 0.0),
+    "right_hip": (0.0, 0.7, 0.0),
+    "left_shoulder": (0.0, -1.9, 0.0),
+    "right_shoulder": (0.0, 1.9, 0.0),
+    "spine3": (0.0, 0.2, 0.0),
+    "left_knee": (0.3, 0.0, 0.0),
+}
+TWISTED_LEGS: PoseTable = {  # legs crossed and twisted, torso twisted, arms raised
+    "left_hip": (-0.4, 0.45, 0.5),
+    "left_knee": (0.9, 0.0, 0.0),
+    "right_hip": (0.3, -0.2, -0.6),
+    "right_knee": (0.5, 0.0, 0.0),
+    "spine2": (0.0, 0.0, 0.6),
+    "spine3": (0.0, 0.0, 0.3),
+    "left_shoulder": (-0.3, -1.9, 0.0),
+    "right_shoulder": (0.2, 1.6, 0.0),
+    "right_elbow": (0.0, 0.0, 0.9),
+}
+DEEP_FORWARD_LEAN: PoseTable = {  # bowed from the hips, straight legs, arms reaching forward, head up
+    "pelvis": (0.8, 0.0, 0.0),
+    "left_hip": (-0.8, 0.0, 0.1),
+    "right_hip": (-0.7, 0.0, -0.1),
+    "spine2": (0.4, 0.0, 0.0),
+    "spine3": (0.3, 0.0, 0.0),
+    "left_shoulder": (-1.3, -0.2, 0.0),
+    "right_shoulder": (-1.0, 0.3, 0.0),
+    "left_elbow": (0.0, 0.0, -0.6),
+    "head": (-0.6, 0.0, 0.0),
+}
+RAISED_LEG_KICK: PoseTable = {  # a straight leg kicked high forward, leaning back, arms opposed
+    "right_hip": (-1.6, 0.0, -0.1),
+    "right_knee": (0.15, 0.0, 0.0),
+    "left_knee": (0.2, 0.0, 0.0),
+    "spine2": (-0.2, 0.0, 0.0),
+    "left_shoulder": (0.6, -0.4, 0.0),
+    "right_shoulder": (-1.0, 0.6, 0.0),
+    "left_elbow": (0.0, 0.0, -0.7),
+    "right_elbow": (0.0, 0.0, 0.9),
+    "head": (0.2, 0.0, -0.3),
+}
+ARMS_OVER_HEAD: PoseTable = {  # both arms over the head, back arched, wide stance
+    "left_shoulder": (0.0, -2.3, 0.2),
+    "right_shoulder": (0.0, 2.3, -0.2),
+    "left_elbow": (0.0, 0.0, 0.4),
+    "right_elbow": (0.0, 0.0, -0.4),
+    "spine2": (-0.25, 0.0, 0.0),
+    "spine3": (0.0, 0.15, 0.0),
+    "head": (-0.3, 0.0, 0.0),
+    "left_hip": (0.0, -0.25, 0.0),
+    "right_hip": (0.0, 0.25, 0.0),
+}
+CROUCH: PoseTable = {  # deep crouch, torso forward, arms forward
+    "pelvis": (0.5, 0.0, 0.0),
+    "left_hip": (-2.0, 0.0, 0.2),
+    "right_hip": (-1.9, 0.0, -0.2),
+    "left_knee": (2.3, 0.0, 0.0),
+    "right_knee": (2.2, 0.0, 0.0),
+    "spine2": (0.3, 0.0, 0.0),
+    "left_shoulder": (-1.2, -0.2, 0.0),
+    "right_shoulder": (-1.2, 0.2, 0.0),
+    "left_elbow": (0.0, 0.0, -0.5),
+    "right_elbow": (0.0, 0.0, 0.5),
+}
+SACRIFICE_THROW: PoseTable = {  # tomoe nage: lying back, one leg high, the other bent, arms pulling
+    "pelvis": (-1.2, 0.0, 0.2),
+    "right_hip": (-2.0, 0.0, 0.0),
+    "right_knee": (0.4, 0.0, 0.0),
+    "left_hip": (-1.0, 0.0, 0.0),
+    "left_knee": (1.8, 0.0, 0.0),
+    "left_shoulder": (-1.4, -0.3, 0.0),
+    "right_shoulder": (-1.4, 0.3, 0.0),
+    "left_elbow": (0.0, 0.0, -1.2),
+    "right_elbow": (0.0, 0.0, 1.2),
+}
+SHOULDER_THROW: PoseTable = {  # seoi nage: bent over and turned, knees bent, one arm up, one forward
+    "pelvis": (0.9, 0.0, 0.4),
+    "spine2": (0.3, 0.0, 0.3),
+    "left_hip": (-0.9, 0.0, 0.0),
+    "right_hip": (-0.9, 0.0, 0.0),
+    "left_knee": (1.4, 0.0, 0.0),
+    "right_knee": (1.4, 0.0, 0.0),
+    "right_shoulder": (-0.8, 1.4, 0.0),
+    "right_elbow": (0.0, 0.0, 1.4),
+    "left_shoulder": (-1.2, -0.6, 0.0),
+    "left_elbow": (0.0, 0.0, -0.5),
+}
+GRIP_FIGHT: PoseTable = {  # leaning in, turned, knees soft, both arms reaching for the grip
+    "spine2": (0.35, 0.0, -0.3),
+    "left_hip": (-0.4, -0.2, 0.0),
+    "left_knee": (0.7, 0.0, 0.0),
+    "right_hip": (0.3, 0.1, 0.0),
+    "right_knee": (0.3, 0.0, 0.0),
+    "left_shoulder": (-1.4, -0.2, 0.0),
+    "right_shoulder": (-1.1, 0.3, 0.0),
+    "left_elbow": (0.0, 0.0, -1.0),
+    "right_elbow": (0.0, 0.0, 0.9),
+    "head": (0.1, 0.0, 0.3),
+}
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """One benchmark scene.
+
+    Attributes:
+        name: folder name suffix.
+        model: "anny" or "smplx" (the generated SMPL-X-format model).
+        pose: the true pose (SMPL-X joint names, Anny world axes, radians).
+        description: one line for tables.
+        azimuth_deg, elevation_deg: the camera's orbit position (0, 0 = in front at the height of the bounding
+            box centre; positive azimuth towards the body's left, positive elevation above).
+        error_joints: joints (SMPL-X names) given a 15-30 degree error in the initialisation.
+        swap_arms: the initialisation has the left and right arms swapped (mirrored), as a detector that
+            confused the two sides would give.
+        camera_error_deg: the initial camera is orbited this far about the body's up axis.
+        part: a part name (selective scene: the fit looks at that part, and only it is wrong).
+        color: linear RGB base colour of the Cycles material.
+        seed: seeds the initialisation errors (and Cycles' sampling).
+    """
+
+    name: str
+    model: str
+    pose: PoseTable
+    description: str
+    azimuth_deg: float = 20.0
+    elevation_deg: float = 8.0
+    error_joints: tuple[str, ...] = TORSO_AND_LIMBS
+    swap_arms: bool = False
+    camera_error_deg: float = 0.0
+    part: str | None = None
+    color: tuple[float, float, float] = (0.62, 0.36, 0.26)
+    seed: int = 0
+
+
+SKIN = (0.62, 0.36, 0.26)
+BLUE_GI = (0.08, 0.16, 0.45)
+WHITE_GI = (0.75, 0.74, 0.70)
+OLIVE = (0.35, 0.32, 0.14)
+
+# The order matters: ``--count N`` keeps the first N, so the first three cover a whole-body Anny scene, a
+# selective scene and the SMPL-X-format model (what CI runs).
+SCENES: list[SceneSpec] = [
+    SceneSpec(
+        "judo_lean_raised_leg",
+        "anny",
+        JUDO_LEAN,
+        "forward lean, raised bent knee, arm over the head",
+        25.0,
+        8.0,
+        seed=1,
+    ),
+    SceneSpec(
+        "selective_right_arm",
+        "anny",
+        RAISED_LEG_KICK,
+        "raised-leg kick; only the right arm is wrong",
+        -20.0,
+        5.0,
+        error_joints=("right_shoulder", "right_elbow", "right_wrist"),
+        part="right_arm",
+        color=BLUE_GI,
+        seed=2,
+    ),
+    SceneSpec(
+        "smplx_raised_leg",
+        "smplx",
+        RAISED_LEG_KICK,
+        "raised-leg kick (SMPL-X-format model)",
+        30.0,
+        5.0,
+        color=WHITE_GI,
+        seed=3,
+    ),
+    SceneSpec(
+        "upside_down_throw",
+        "anny",
+        UPSIDE_DOWN_THROW,
+        "thrown over: upside down, back to the camera",
+        15.0,
+        10.0,
+        color=WHITE_GI,
+        seed=4,
+    ),
+    SceneSpec(
+        "cartwheel_inverted", "anny", CARTWHEEL, "inverted sideways, legs and arms spread", 0.0, 5.0, color=SKIN, seed=5
+    ),
+    SceneSpec(
+        "twisted_legs",
+        "anny",
+        TWISTED_LEGS,
+        "legs crossed and twisted, torso turned, arms up",
+        20.0,
+        6.0,
+        color=BLUE_GI,
+        seed=6,
+    ),
+    SceneSpec(
+        "deep_forward_lean",
+        "anny",
+        DEEP_FORWARD_LEAN,
+        "bowed from the hips, arms forward, head up",
+        60.0,
+        10.0,
+        color=OLIVE,
+        seed=7,
+    ),
+    SceneSpec(
+        "raised_leg_kick",
+        "anny",
+        RAISED_LEG_KICK,
+        "straight leg kicked high, leaning back",
+        35.0,
+        0.0,
+        color=SKIN,
+        seed=8,
+    ),
+    SceneSpec(
+        "arms_over_head",
+        "anny",
+        ARMS_OVER_HEAD,
+        "both arms over the head, back arched, wide stance",
+        -15.0,
+        12.0,
+        color=WHITE_GI,
+        seed=9,
+    ),
+    SceneSpec("crouch", "anny", CROUCH, "deep crouch, torso and arms forward", 35.0, 15.0, color=BLUE_GI, seed=10),
+    SceneSpec(
+        "sacrifice_throw",
+        "anny",
+        SACRIFICE_THROW,
+        "lying back, one leg high (tomoe nage)",
+        70.0,
+        15.0,
+        color=SKIN,
+        seed=11,
+    ),
+    SceneSpec(
+        "shoulder_throw_lr_swap",
+        "anny",
+        SHOULDER_THROW,
+        "shoulder throw; init has left/right arms swapped",
+        25.0,
+        8.0,
+        error_joints=("spine2", "left_hip", "right_knee"),
+        swap_arms=True,
+        color=WHITE_GI,
+        seed=12,
+    ),
+    SceneSpec(
+        "grip_fight_camera_10deg",
+        "anny",
+        GRIP_FIGHT,
+        "reaching for the grip; init camera 10 deg off",
+        20.0,
+        8.0,
+        camera_error_deg=10.0,
+        color=OLIVE,
+        seed=13,
+    ),
+    SceneSpec(
+        "selective_left_leg",
+        "anny",
+        CROUCH,
+        "crouch; only the left leg is wrong",
+        30.0,
+        10.0,
+        error_joints=("left_hip", "left_knee", "left_ankle"),
+        part="left_leg",
+        color=SKIN,
+        seed=14,
+    ),
+    SceneSpec(
+        "selective_head",
+        "anny",
+        JUDO_LEAN,
+        "judo lean; only the head is wrong",
+        -10.0,
+        5.0,
+        error_joints=("neck", "head"),
+        part="head",
+        color=BLUE_GI,
+        seed=15,
+    ),
+    SceneSpec(
+        "smplx_upside_down",
+        "smplx",
+        UPSIDE_DOWN_THROW,
+        "thrown over, upside down (SMPL-X-format model)",
+        15.0,
+        10.0,
+        color=SKIN,
+        seed=16,
+    ),
+    SceneSpec(
+        "smplx_twisted_legs",
+        "smplx",
+        TWISTED_LEGS,
+        "twisted legs, arms up (SMPL-X-format model)",
+        20.0,
+        6.0,
+        color=OLIVE,
+        seed=17,
+    ),
+]
+
+
+# ------------------------------------------------------------------------------------------------ model frames
+def model_frame(body: BodyModel) -> torch.Tensor:
+    """(3, 3) rotation from Anny's world axes (in which poses are written) to ``body``'s frame."""
+    if body.name == "anny":
+        return torch.eye(3)
+    from posecore.bodies.synthetic_smplx import ANNY_TO_SMPLX_ROTATION
+
+    return torch.as_tensor(ANNY_TO_SMPLX_ROTATION, dtype=torch.float32)
+
+
+def model_joint(body: BodyModel, smplx_name: str) -> int:
+    """Index in ``body`` of the joint named ``smplx_name`` in SMPL-X (mapped onto Anny's rig for Anny)."""
+    if smplx_name in body.joint_names:
+        return body.joint_index(smplx_name)
+    from posecore.bodies.anny_body import SMPLX_TO_ANNY
+
+    return body.joint_index(SMPLX_TO_ANNY[smplx_name])
+
+
+def pose_for_body(body: BodyModel, table: PoseTable) -> torch.Tensor:
+    """(J, 3) rotations of ``body`` from a pose table (others zero): axes rotated into the model's frame."""
+    frame = model_frame(body)
+    rotations = torch.zeros(body.num_joints, 3)
+    for name, value in table.items():
+        rotations[model_joint(body, name)] = frame @ torch.tensor(value, dtype=torch.float32)
+    return rotations
+
+
+def mirror_rotation(body: BodyModel, rotation: torch.Tensor) -> torch.Tensor:
+    """(3,) the rotation mirrored through the body's sagittal plane (x -> -x in both models' frames)."""
+    return rotation * torch.tensor([1.0, -1.0, -1.0])
+
+
+def _random_axis(rng: np.random.Generator) -> torch.Tensor:
+    axis = rng.normal(size=3)
+    return torch.tensor(axis / np.linalg.norm(axis), dtype=torch.float32)
+
+
+def perturb(body: BodyModel, truth: BodyParams, spec: SceneSpec) -> tuple[BodyParams, dict[str, float]]:
+    """The faulty initialisation of a scene and the error angle (degrees) given to each joint.
+
+    Each joint of ``spec.error_joints`` is rotated by 15-30 degrees about a random axis (composed with the true
+    rotation, so the stated angle is the exact geodesic error); with ``swap_arms`` the arms' rotations are
+    swapped between the sides and mirrored.
+    """
+    rng = np.random.default_rng(spec.seed)
+    initial = truth.clone()
+    errors: dict[str, float] = {}
+    if spec.swap_arms:
+        for suffix in ARM_JOINTS:
+            left, right = model_joint(body, f"left_{suffix}"), model_joint(body, f"right_{suffix}")
+            rl, rr = truth.rotations[left].clone(), truth.rotations[right].clone()
+            initial.rotations[left] = mirror_rotation(body, rr)
+            initial.rotations[right] = mirror_rotation(body, rl)
+    for name in spec.error_joints:
+        j = model_joint(body, name)
+        angle = float(rng.uniform(15.0, 30.0))
+        error = axis_angle_to_matrix(_random_axis(rng) * math.radians(angle))
+        initial.rotations[j] = matrix_to_axis_angle(error @ axis_angle_to_matrix(initial.rotations[j]))
+        errors[name] = round(angle, 2)
+    return initial, errors
+
+
+def frame_camera(
+    body: BodyModel, vertices: torch.Tensor, size: int, azimuth_deg: float, elevation_deg: float, fov: float = 42.0
+) -> PinholeCamera:
+    """A camera orbiting the body's bounding-box centre that keeps the whole posed body in view.
+
+    Args:
+        vertices: (V, 3) posed vertices, metres, model frame.
+        azimuth_deg, elevation_deg: orbit position (0, 0 = in front of the body).
+    """
+    frame = model_frame(body)
+    front, left, up = frame @ torch.tensor([0.0, -1.0, 0.0]), frame[:, 0], frame @ torch.tensor([0.0, 0.0, 1.0])
+    lo, hi = vertices.min(0).values, vertices.max(0).values
+    centre = 0.5 * (lo + hi)
+    radius = float((vertices - centre).norm(dim=-1).max())
+    distance = 0.95 * radius / math.sin(math.radians(fov) / 2)
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    direction = math.cos(el) * (math.cos(az) * front + math.sin(az) * left) + math.sin(el) * up
+    return PinholeCamera.look_at(centre + distance * direction, centre, up, size, size, fov)
+
+
+def camera_record(camera: PinholeCamera) -> dict:
+    """JSON-ready intrinsics and extrinsics (OpenCV convention, model frame)."""
+    return {
+        "fx": camera.fx,
+        "fy": camera.fy,
+        "cx": camera.cx,
+        "cy": camera.cy,
+        "width": camera.width,
+        "height": camera.height,
+        "R": camera.rotation.tolist(),
+        "t": camera.translation.tolist(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ Cycles
+@dataclass(frozen=True)
+class CyclesLook:
+    """Lighting and material of the Cycles targets (none of it known to the fit).
+
+    Attributes:
+        color: linear RGB base colour of the Principled BSDF. roughness: its roughness.
+        sun_direction: (3,) direction the sun light travels, Blender world. sun_strength: irradiance (W/m^2).
+        area_offset: (3,) area light position relative to the camera, Blender world, metres. area_power: watts.
+        world: RGB of the uniform world light (also ambient; the background is made transparent).
+    """
+
+    color: tuple[float, float, float]
+    roughness: float = 0.55
+    sun_direction: tuple[float, float, float] = (0.45, 0.6, -0.66)
+    sun_strength: float = 2.6
+    area_offset: tuple[float, float, float] = (-1.2, 0.0, 1.4)
+    area_power: float = 150.0
+    world: tuple[float, float, float] = (0.16, 0.17, 0.2)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def render_cycles(
+    vertices_world: np.ndarray,
+    faces: np.ndarray,
+    camera_world: PinholeCamera,
+    look: CyclesLook,
+    samples: int = 24,
+    threads: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Render a mesh with Blender Cycles (CPU) in a scene of its own, removed afterwards.
+
+    Args:
+        vertices_world: (V, 3) metres, Blender world (Z up). faces: (F, 3) triangle indices.
+        camera_world: the camera in Blender's world (OpenCV convention; converted with ``to_blender``).
+        samples: Cycles paths per pixel. threads: CPU threads Cycles uses.
+
+    Returns:
+        (H, W, 4) float32 RGBA in [0, 1] (straight alpha), display-referred ("Standard" view transform).
+    """
+    import bpy
+    from mathutils import Matrix, Vector
+
+    name = "posefit_bench"
+    scene = bpy.data.scenes.new(name)
+    created: list = []
+    try:
+        scene.render.engine = "CYCLES"
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = samples
+        scene.cycles.use_adaptive_sampling = False
+        scene.cycles.use_denoising = False
+        scene.cycles.seed = seed
+        scene.cycles.max_bounces = 4
+        scene.render.threads_mode = "FIXED"
+        scene.render.threads = max(1, threads)
+        settings = camera_world.to_blender()
+        scene.render.resolution_x, scene.render.resolution_y = settings["resolution_x"], settings["resolution_y"]
+        scene.render.resolution_percentage = 100
+        scene.render.film_transparent = True
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGBA"
+        scene.render.image_settings.color_depth = "8"
+        scene.view_settings.view_transform = "Standard"
+        scene.view_settings.look = "None"
+
+        world = bpy.data.worlds.new(name)
+        created.append(world)
+        world.use_nodes = True
+        world.node_tree.nodes["Background"].inputs["Color"].default_value = (*look.world, 1.0)
+        scene.world = world
+
+        mesh = bpy.data.meshes.new(name)
+        created.append(mesh)
+        verts = np.ascontiguousarray(vertices_world, dtype=np.float32)
+        tris = np.ascontiguousarray(faces, dtype=np.int32)
+        mesh.vertices.add(len(verts))
+        mesh.vertices.foreach_set("co", verts.ravel())
+        mesh.loops.add(tris.size)
+        mesh.loops.foreach_set("vertex_index", tris.ravel())
+        mesh.polygons.add(len(tris))
+        mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))
+        mesh.update()
+        mesh.validate()
+        mesh.shade_smooth()
+        material = bpy.data.materials.new(name)
+        created.append(material)
+        material.use_nodes = True
+        bsdf = material.node_tree.nodes["Principled BSDF"]
+        bsdf.inputs["Base Color"].default_value = (*look.color, 1.0)
+        bsdf.inputs["Roughness"].default_value = look.roughness
+        mesh.materials.append(material)
+        body_obj = bpy.data.objects.new(name, mesh)
+        created.append(body_obj)
+        scene.collection.objects.link(body_obj)
+
+        cam_data = bpy.data.cameras.new(name)
+        created.append(cam_data)
+        cam_data.lens = settings["lens_mm"]
+        cam_data.sensor_width = settings["sensor_width_mm"]
+        cam_data.sensor_fit = settings["sensor_fit"]
+        cam_data.shift_x, cam_data.shift_y = settings["shift_x"], settings["shift_y"]
+        cam_data.clip_start, cam_data.clip_end = 0.01, 100.0
+        cam_obj = bpy.data.objects.new(name + " camera", cam_data)
+        created.append(cam_obj)
+        cam_obj.matrix_world = Matrix(settings["matrix_world"])
+        scene.collection.objects.link(cam_obj)
+        scene.camera = cam_obj
+
+        sun_data = bpy.data.lights.new(name + " sun", "SUN")
+        created.append(sun_data)
+        sun_data.energy = look.sun_strength
+        sun_data.angle = math.radians(8.0)
+        sun = bpy.data.objects.new(name + " sun", sun_data)
+        created.append(sun)
+        sun.rotation_euler = Vector(look.sun_direction).to_track_quat("-Z", "Y").to_euler()
+        scene.collection.objects.link(sun)
+
+        area_data = bpy.data.lights.new(name + " area", "AREA")
+        created.append(area_data)
+        area_data.energy = look.area_power
+        area_data.size = 1.5
+        area_data.color = (1.0, 0.93, 0.85)
+        area = bpy.data.objects.new(name + " area", area_data)
+        created.append(area)
+        cam_pos = Vector(settings["matrix_world"][i][3] for i in range(3))
+        area.location = cam_pos + Vector(look.area_offset)
+        area.rotation_euler = (
+            (Vector((0.0, 0.0, 0.0)) - Vector(look.area_offset) - cam_pos).to_track_quat("-Z", "Y").to_euler()
+        )
+        scene.collection.objects.link(area)
+
+        with tempfile.TemporaryDirectory(prefix="posefit-cycles-") as tmp:
+            path = Path(tmp) / "render.png"
+            scene.render.filepath = str(path)
+            bpy.ops.render.render(write_still=True, scene=scene.name)
+            from PIL import Image
+
+            with Image.open(path) as img:
+                rgba = np.asarray(img.convert("RGBA") if img.mode != "RGBA" else img)
+                rgba = rgba / 255.0
+        return rgba.astype(np.float32)
+    finally:
+        bpy.data.scenes.remove(scene)
+        for block in reversed(created):
+            collection = {
+                "Object": bpy.data.objects,
+                "Mesh": bpy.data.meshes,
+                "Material": bpy.data.materials,
+                "World": bpy.data.worlds,
+                "Camera": bpy.data.cameras,
+            }.get(type(block).__name__, bpy.data.lights)
+            collection.remove(block)
+
+
+# ------------------------------------------------------------------------------------------------ the set
+def load_bodies(specs: list[SceneSpec], root: Path) -> dict[str, BodyModel]:
+    """The body models the specs need: "anny", and "smplx" (generated into ``root/smplx_model`` when needed)."""
+    from posecore.bodies import load_body_model
+
+    bodies: dict[str, BodyModel] = {}
+    if any(s.model == "anny" for s in specs):
+        bodies["anny"] = load_body_model("anny")
+    if any(s.model == "smplx" for s in specs):
+        from posecore.bodies.synthetic_smplx import ensure_synthetic_smplx_folder
+
+        folder = ensure_synthetic_smplx_folder(root / SMPLX_MODEL_DIR)
+        bodies["smplx"] = load_body_model(f"smplx:{folder}")
+    return bodies
+
+
+def silhouette_iou(alpha: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera) -> float:
+    """Intersection over union of Cycles' alpha (> 0.5) and PoseFit's z-buffer coverage of the same mesh: checks
+    that the Blender scene and the fit's camera agree (about 0.97+ at 256 px; edges differ by antialiasing)."""
+    from posecore.render.raster import rasterize
+
+    uv, depth = camera.project(vertices)
+    covered = rasterize(uv, depth, faces, camera.width, camera.height, cull_backfaces=False) >= 0
+    seen = alpha > 0.5
+    return float((covered & seen).sum()) / max(1.0, float((covered | seen).sum()))
+
+
+def make_scene(spec: SceneSpec, index: int, body: BodyModel, out: Path, size: int, samples: int, threads: int) -> dict:
+    """Build one scene folder (see the module docstring); returns its ``scene.json`` content."""
+    from posecore import rig as rigmath
+    from posecore.io.atomic import atomic_output_dir, atomic_write_text, save_npz_atomic
+    from posecore.io.images import save_image
+    from posecore.results import fit_arrays
+
+    truth = body.default_params()
+    truth.rotations = pose_for_body(body, spec.pose)
+    initial, errors = perturb(body, truth, spec)
+    with torch.no_grad():
+        posed = body(truth)
+    camera = frame_camera(body, posed.vertices, size, spec.azimuth_deg, spec.elevation_deg)
+    init_camera = camera
+    frame = model_frame(body)
+    up = frame @ torch.tensor([0.0, 0.0, 1.0])
+    alpha = up * math.radians(spec.camera_error_deg)
+    if spec.camera_error_deg:
+        init_camera = orbit_camera(camera, alpha, posed.joints[0]).detached()
+
+    to_blender = rigmath.model_to_blender_matrix(body.up_axis)
+    vertices_world = posed.vertices @ to_blender[:3, :3].T + to_blender[:3, 3]
+    camera_world = rigmath.camera_to_frame(camera, torch.linalg.inv(to_blender))
+    look = CyclesLook(color=spec.color)
+    start = time.perf_counter()
+    rgba = render_cycles(vertices_world.numpy(), body.faces.numpy(), camera_world, look, samples, threads, spec.seed)
+    render_s = time.perf_counter() - start
+    alpha_mask = torch.from_numpy(rgba[..., 3].copy())
+    target = rgba[..., :3] * rgba[..., 3:]  # over a black background, the fit's default
+    iou = silhouette_iou(alpha_mask, posed.vertices, body.faces, camera)
+
+    record = {
+        "name": spec.name,
+        "index": index,
+        "model": spec.model,
+        "model_dir": SMPLX_MODEL_DIR if spec.model == "smplx" else None,
+        "description": spec.description,
+        "part": spec.part,
+        "size": size,
+        "pose": {k: list(v) for k, v in spec.pose.items()},
+        "init_errors_deg": errors,
+        "swap_arms": spec.swap_arms,
+        "camera_error_deg": spec.camera_error_deg,
+        "camera_error_axis_angle": alpha.tolist(),
+        "camera": camera_record(camera),
+        "init_camera": camera_record(init_camera),
+        "azimuth_deg": spec.azimuth_deg,
+        "elevation_deg": spec.elevation_deg,
+        "renderer": {"engine": "Blender Cycles (bpy)", "samples": samples, "look": look.as_dict()},
+        "render_seconds": round(render_s, 2),
+        "silhouette_iou": round(iou, 4),
+    }
+    zero = torch.zeros(3)
+    folder = out / f"{index + 1:02d}_{spec.name}"
+    with atomic_output_dir(folder) as tmp:
+        save_image(tmp / "target.png", target)
+        save_image(tmp / "mask.png", rgba[..., 3])
+        save_npz_atomic(tmp / "truth.npz", **fit_arrays(body, truth, camera, zero))
+        save_npz_atomic(tmp / "init.npz", **fit_arrays(body, initial, init_camera, zero))
+        atomic_write_text(tmp / "scene.json", json.dumps(record, indent=1))
+    return record
+
+
+def make_scene_set(
+    out: Path, count: int | None = None, size: int = 256, samples: int = 24, threads: int = 1, log=print
+) -> list[dict]:
+    """Generate the first ``count`` scenes of :data:`SCENES` (all by default) into ``out``."""
+    specs = SCENES if count is None else SCENES[:count]
+    out.mkdir(parents=True, exist_ok=True)
+    bodies = load_bodies(specs, out)
+    records = []
+    for index, spec in enumerate(specs):
+        record = make_scene(spec, index, bodies[spec.model], out, size, samples, threads)
+        log(
+            f"scene {index + 1:2d}/{len(specs)} {spec.name:26s} {spec.model:5s} rendered in "
+            f"{record['render_seconds']:.1f} s, silhouette IoU vs PoseFit's camera {record['silhouette_iou']:.3f}"
+        )
+        records.append(record)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posecore.bench scenes", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder to write the scenes into")
+    parser.add_argument("--count", type=int, default=None, help=f"first N scenes (default all {len(SCENES)})")
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
+    parser.add_argument("--samples", type=int, default=24, help="Cycles samples per pixel")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and Cycles")
+    args = parser.parse_args(argv)
+    if args.count is not None and not 1 <= args.count <= len(SCENES):
+        print(f"error: --count must be between 1 and {len(SCENES)}", file=sys.stderr)
+        return 2
+    if args.size < 16 or args.samples < 1:
+        print("error: --size must be >= 16 and --samples >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, args.threads))
+    start = time.perf_counter()
+    records = make_scene_set(
+        Path(args.out), args.count, args.size, args.samples, args.threads, log=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"wrote {len(records)} scenes to {args.out} in {time.perf_counter() - start:.0f} s")
+    return 0
