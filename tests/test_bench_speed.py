@@ -31,6 +31,7 @@ def test_speed_command_prints_and_writes_a_table(tmp_path, capsys, monkeypatch) 
         numbers = [float(x) for x in re.findall(r"\d+\.\d+", row)]
         assert numbers and all(x > 0 for x in numbers)
     assert "redner: skipped (pyredner does not import)" in text
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"  # the plot beside the table
 
 
 def test_unknown_backend_is_an_error() -> None:

@@ -172,6 +172,36 @@ def markdown_table(rows: list[SpeedRow], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def speed_plot_png(rows: list[SpeedRow], threads: int = 1) -> bytes:
+    """A log-scale plot of forward+backward time against image size, one line per backend and mesh."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for backend in sorted({r.backend for r in rows}):
+        for mesh, style in (("anny", "-o"), ("smplx-sized sphere", "--s")):
+            sel = sorted((r for r in rows if r.backend == backend and r.mesh == mesh and r.threads == threads),
+                         key=lambda r: r.size)  # fmt: skip
+            if sel:
+                ax.plot([r.size for r in sel], [r.total_ms for r in sel], style, label=f"{backend}, {mesh}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("image size (pixels per side)")
+    ax.set_ylabel("forward + backward per iteration (ms)")
+    ax.set_title(f"Renderer cost per iteration, {threads} thread(s)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def machine_line() -> str:
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python "
             f"{platform.python_version()}, torch {torch.__version__}")  # fmt: skip
@@ -217,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n".join(fits) + "\n"
     print(text)
     if args.markdown:
-        from posecore.io.atomic import atomic_write_text
+        from pathlib import Path
+
+        from posecore.io.atomic import atomic_write_bytes, atomic_write_text
 
         atomic_write_text(args.markdown, text)
+        if rows:
+            atomic_write_bytes(Path(args.markdown).with_suffix(".png"), speed_plot_png(rows, min(threads)))
     return 0
