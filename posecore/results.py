@@ -61,16 +61,7 @@ def result_record(
             "shape": params.shape.tolist(),
             "expression": params.expression.tolist(),
             "camera_angle": camera_angle.tolist(),
-            "camera": {
-                "fx": camera.fx,
-                "fy": camera.fy,
-                "cx": camera.cx,
-                "cy": camera.cy,
-                "width": camera.width,
-                "height": camera.height,
-                "R": camera.rotation.tolist(),
-                "t": camera.translation.tolist(),
-            },
+            "camera": camera.as_dict(),
         },
         "history": list(history),
     }

@@ -21,6 +21,8 @@ except Exception as exc:  # ImportError, or missing system libraries (OSError)
     pytest.skip(f"bpy does not import: {exc}", allow_module_level=True)
 
 import addon_utils
+from blender_support import clear_scene as _clear_scene
+from blender_support import raise_error as _raise
 from bpy_extras import anim_utils
 
 from posecore import rig as rigmath
@@ -49,19 +51,6 @@ def ext(tmp_path_factory):
     yield sys.modules[f"{MODULE}.addon.scene_io"], sys.modules[f"{MODULE}.addon.operators"]
     addon_utils.disable(MODULE, default_set=True)
     bpy.context.preferences.extensions.repos.remove(repo)
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
-def _clear_scene() -> None:
-    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.armatures, bpy.data.cameras, bpy.data.images):
-        for item in list(collection):
-            collection.remove(item)
-    for action in list(bpy.data.actions):
-        bpy.data.actions.remove(action)
-    bpy.context.scene.frame_set(1)
 
 
 def _truth_and_initial(anny):

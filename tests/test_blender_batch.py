@@ -25,6 +25,8 @@ except Exception as exc:  # ImportError, or missing system libraries (OSError)
     pytest.skip(f"bpy does not import: {exc}", allow_module_level=True)
 
 import addon_utils
+from blender_support import clear_scene as _clear_scene
+from blender_support import raise_error as _raise
 from bpy_extras import anim_utils
 
 from posecore import rig as rigmath
@@ -43,19 +45,6 @@ SIZE = 80
 FRAMES = (1, 2, 3)
 ITERATIONS = 25
 ARM = ("upperarm01.L", "lowerarm01.L")
-
-
-def _raise(exc: BaseException) -> None:
-    raise exc
-
-
-def _clear_scene() -> None:
-    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.armatures, bpy.data.cameras, bpy.data.images):
-        for item in list(collection):
-            collection.remove(item)
-    for action in list(bpy.data.actions):
-        bpy.data.actions.remove(action)
-    bpy.context.scene.frame_set(1)
 
 
 def _truth(anny, frame: int):

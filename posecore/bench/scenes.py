@@ -482,20 +482,6 @@ def frame_camera(
     return PinholeCamera.look_at(centre + distance * direction, centre, up, size, size, fov)
 
 
-def camera_record(camera: PinholeCamera) -> dict:
-    """JSON-ready intrinsics and extrinsics (OpenCV convention, model frame)."""
-    return {
-        "fx": camera.fx,
-        "fy": camera.fy,
-        "cx": camera.cx,
-        "cy": camera.cy,
-        "width": camera.width,
-        "height": camera.height,
-        "R": camera.rotation.tolist(),
-        "t": camera.translation.tolist(),
-    }
-
-
 # ------------------------------------------------------------------------------------------------ Cycles
 @dataclass(frozen=True)
 class CyclesLook:
@@ -725,8 +711,8 @@ def make_scene(spec: SceneSpec, index: int, body: BodyModel, out: Path, size: in
         "swap_arms": spec.swap_arms,
         "camera_error_deg": spec.camera_error_deg,
         "camera_error_axis_angle": alpha.tolist(),
-        "camera": camera_record(camera),
-        "init_camera": camera_record(init_camera),
+        "camera": camera.as_dict(),
+        "init_camera": init_camera.as_dict(),
         "azimuth_deg": spec.azimuth_deg,
         "elevation_deg": spec.elevation_deg,
         "renderer": {"engine": "Blender Cycles (bpy)", "samples": samples, "look": look.as_dict()},

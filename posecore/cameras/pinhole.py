@@ -206,6 +206,19 @@ class PinholeCamera:
         translation = -(rotation @ matrix_world[:3, 3])
         return PinholeCamera(fx, fy, cx, cy, int(resolution_x), int(resolution_y), rotation, translation)
 
+    def as_dict(self) -> dict:
+        """JSON-ready intrinsics (pixels) and extrinsics (R (3, 3) nested lists, t (3,) metres; OpenCV)."""
+        return {
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "width": self.width,
+            "height": self.height,
+            "R": self.rotation.detach().tolist(),
+            "t": self.translation.detach().tolist(),
+        }
+
     def to_blender(self, sensor_width_mm: float = 36.0) -> dict:
         """Blender camera settings reproducing this camera (sensor fit HORIZONTAL, square pixels if fx == fy).
 
