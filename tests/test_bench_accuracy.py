@@ -21,6 +21,7 @@ from posecore.metrics import joint_angle_change_degrees
 from posecore.rotations import rotation_angle_between
 
 pytest.importorskip("bpy")
+from addon.cycles_targets import render_cycles
 
 pytestmark = pytest.mark.blender
 SIZE = 64
@@ -29,7 +30,8 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def scene_set(tmp_path_factory, anny) -> Path:
     out = tmp_path_factory.mktemp("scenes")
-    assert scenes.main(["--out", str(out), "--count", "3", "--size", str(SIZE), "--samples", "4"]) == 0
+    argv = ["--out", str(out), "--count", "3", "--size", str(SIZE), "--samples", "4"]
+    assert scenes.main(argv, render=render_cycles) == 0
     return out
 
 
@@ -102,7 +104,7 @@ def test_swap_and_camera_scenes(anny) -> None:
 
 def test_camera_scene_starts_ten_degrees_off(tmp_path: Path, anny) -> None:
     index = next(i for i, s in enumerate(scenes.SCENES) if s.camera_error_deg)
-    scenes.make_scene(scenes.SCENES[index], index, anny, tmp_path, size=32, samples=1, threads=1)
+    scenes.make_scene(scenes.SCENES[index], index, anny, tmp_path, size=32, samples=1, threads=1, render=render_cycles)
     scene = accuracy.load_scene(next(tmp_path.iterdir()))
     angle = math.degrees(float(rotation_angle_between(scene.camera.rotation, scene.init_camera.rotation)))
     assert angle == pytest.approx(10.0, abs=0.05)
@@ -173,7 +175,7 @@ def test_bench_lists_the_commands() -> None:
         cwd=Path(__file__).resolve().parents[1],
     )
     assert done.returncode == 2
-    assert "accuracy" in done.stderr and "scenes" in done.stderr and "speed" in done.stderr
+    assert "accuracy" in done.stderr and "speed" in done.stderr and "make_benchmark_scenes.py" in done.stderr
 
 
 def test_mirror_is_an_involution(anny) -> None:

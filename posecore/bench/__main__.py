@@ -1,19 +1,23 @@
-"""``python -m posecore.bench speed ...``: benchmarks that print tables (see :mod:`posecore.bench.speed`)."""
+"""``python -m posecore.bench {speed,accuracy} ...``: benchmarks that print tables.
 
+The benchmark scene set is made by ``scripts/make_benchmark_scenes.py`` (it renders targets with Blender).
+"""
+
+import importlib
 import sys
+
+COMMANDS = {"speed": "posecore.bench.speed", "accuracy": "posecore.bench.accuracy"}
 
 
 def main() -> int:
-    commands = {"speed": "posecore.bench.speed"}
-    commands["accuracy"] = "posecore.bench.accuracy"
-    commands["scenes"] = "posecore.bench.scenes"
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print(f"usage: python -m posecore.bench {{{','.join(commands)}}} [options]", file=sys.stderr)
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(
+            f"usage: python -m posecore.bench {{{','.join(COMMANDS)}}} [options]\n"
+            "(scene set: python scripts/make_benchmark_scenes.py --out DIR)",
+            file=sys.stderr,
+        )
         return 2
-    import importlib
-
-    module = importlib.import_module(commands[sys.argv[1]])
-    return module.main(sys.argv[2:])
+    return importlib.import_module(COMMANDS[sys.argv[1]]).main(sys.argv[2:])
 
 
 sys.exit(main())

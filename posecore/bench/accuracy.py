@@ -4,7 +4,7 @@
                                       [--iterations N | fast=N,paper=M] [--size S] [--limit N] [--threads T]
                                       [--out docs/] [--fresh]
 
-For each scene (made by ``python -m posecore.bench scenes``), backend and preset it reports, before (the faulty
+For each scene (made by ``python scripts/make_benchmark_scenes.py``), backend and preset it reports, before (the faulty
 initialisation) and after the fit: MPJPE and PA-MPJPE over the model's body joints (millimetres, the model's
 frame), the paper's Table 1 image error (squared L2 of the clamped images as a percentage of H x W x C, over the
 pixels the fit counts), the camera's orientation error (degrees), the iterations and the wall time. For selective
@@ -112,7 +112,9 @@ def scene_folders(root: Path) -> list[Path]:
     """The scene folders of a set, in order."""
     folders = sorted(p.parent for p in root.glob("*/scene.json"))
     if not folders:
-        raise FileNotFoundError(f"no scenes in {root}: make them with python -m posecore.bench scenes --out {root}")
+        raise FileNotFoundError(
+            f"no scenes in {root}: make them with python scripts/make_benchmark_scenes.py --out {root}"
+        )
     return folders
 
 
@@ -405,7 +407,7 @@ def markdown_section(data: dict) -> str:
     sets = {json.dumps(r["scene_set"], sort_keys=True) for r in data.get("runs", []) if "scene_set" in r}
     for sc in map(json.loads, sorted(sets)):
         out.append(
-            f"Scene set: `python -m posecore.bench scenes --out {sc['folder']} --size {sc['size']} "
+            f"Scene set: `python scripts/make_benchmark_scenes.py --out {sc['folder']} --size {sc['size']} "
             f"--samples {sc['samples']}` ({sc['count']} scenes, Cycles {sc['samples']} samples per pixel)."
         )
     out += [
@@ -517,7 +519,7 @@ def merge_results(path: Path, results: list[dict], run: dict, skipped: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m posecore.bench accuracy", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", required=True, help="scene set folder (python -m posecore.bench scenes)")
+    parser.add_argument("--scenes", required=True, help="scene set folder (python scripts/make_benchmark_scenes.py)")
     parser.add_argument("--backends", default="raster,mitsuba,redner")
     parser.add_argument("--presets", default="fast,paper")
     parser.add_argument("--iterations", default=None, help="N for every preset, or fast=N,paper=M")

@@ -1,6 +1,6 @@
 """The benchmark scene set: hard, judo-like poses with known answers, rendered by Blender Cycles.
 
-    python -m posecore.bench scenes --out DIR [--count N] [--size S] [--samples N] [--threads N]
+    python scripts/make_benchmark_scenes.py --out DIR [--count N] [--size S] [--samples N] [--threads N]
 
 Each scene is a folder ``DIR/NN_name/`` holding
 
@@ -31,8 +31,8 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -506,138 +506,9 @@ class CyclesLook:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def render_cycles(
-    vertices_world: np.ndarray,
-    faces: np.ndarray,
-    camera_world: PinholeCamera,
-    look: CyclesLook,
-    samples: int = 24,
-    threads: int = 1,
-    seed: int = 0,
-) -> np.ndarray:
-    """Render a mesh with Blender Cycles (CPU) in a scene of its own, removed afterwards.
-
-    Args:
-        vertices_world: (V, 3) metres, Blender world (Z up). faces: (F, 3) triangle indices.
-        camera_world: the camera in Blender's world (OpenCV convention; converted with ``to_blender``).
-        samples: Cycles paths per pixel. threads: CPU threads Cycles uses.
-
-    Returns:
-        (H, W, 4) float32 RGBA in [0, 1] (straight alpha), display-referred ("Standard" view transform).
-    """
-    import bpy
-    from mathutils import Matrix, Vector
-
-    name = "posefit_bench"
-    scene = bpy.data.scenes.new(name)
-    created: list = []
-    try:
-        scene.render.engine = "CYCLES"
-        scene.cycles.device = "CPU"
-        scene.cycles.samples = samples
-        scene.cycles.use_adaptive_sampling = False
-        scene.cycles.use_denoising = False
-        scene.cycles.seed = seed
-        scene.cycles.max_bounces = 4
-        scene.render.threads_mode = "FIXED"
-        scene.render.threads = max(1, threads)
-        settings = camera_world.to_blender()
-        scene.render.resolution_x, scene.render.resolution_y = settings["resolution_x"], settings["resolution_y"]
-        scene.render.resolution_percentage = 100
-        scene.render.film_transparent = True
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
-        scene.render.image_settings.color_depth = "8"
-        scene.view_settings.view_transform = "Standard"
-        scene.view_settings.look = "None"
-
-        world = bpy.data.worlds.new(name)
-        created.append(world)
-        world.use_nodes = True
-        world.node_tree.nodes["Background"].inputs["Color"].default_value = (*look.world, 1.0)
-        scene.world = world
-
-        mesh = bpy.data.meshes.new(name)
-        created.append(mesh)
-        verts = np.ascontiguousarray(vertices_world, dtype=np.float32)
-        tris = np.ascontiguousarray(faces, dtype=np.int32)
-        mesh.vertices.add(len(verts))
-        mesh.vertices.foreach_set("co", verts.ravel())
-        mesh.loops.add(tris.size)
-        mesh.loops.foreach_set("vertex_index", tris.ravel())
-        mesh.polygons.add(len(tris))
-        mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))
-        mesh.update()
-        mesh.validate()
-        mesh.shade_smooth()
-        material = bpy.data.materials.new(name)
-        created.append(material)
-        material.use_nodes = True
-        bsdf = material.node_tree.nodes["Principled BSDF"]
-        bsdf.inputs["Base Color"].default_value = (*look.color, 1.0)
-        bsdf.inputs["Roughness"].default_value = look.roughness
-        mesh.materials.append(material)
-        body_obj = bpy.data.objects.new(name, mesh)
-        created.append(body_obj)
-        scene.collection.objects.link(body_obj)
-
-        cam_data = bpy.data.cameras.new(name)
-        created.append(cam_data)
-        cam_data.lens = settings["lens_mm"]
-        cam_data.sensor_width = settings["sensor_width_mm"]
-        cam_data.sensor_fit = settings["sensor_fit"]
-        cam_data.shift_x, cam_data.shift_y = settings["shift_x"], settings["shift_y"]
-        cam_data.clip_start, cam_data.clip_end = 0.01, 100.0
-        cam_obj = bpy.data.objects.new(name + " camera", cam_data)
-        created.append(cam_obj)
-        cam_obj.matrix_world = Matrix(settings["matrix_world"])
-        scene.collection.objects.link(cam_obj)
-        scene.camera = cam_obj
-
-        sun_data = bpy.data.lights.new(name + " sun", "SUN")
-        created.append(sun_data)
-        sun_data.energy = look.sun_strength
-        sun_data.angle = math.radians(8.0)
-        sun = bpy.data.objects.new(name + " sun", sun_data)
-        created.append(sun)
-        sun.rotation_euler = Vector(look.sun_direction).to_track_quat("-Z", "Y").to_euler()
-        scene.collection.objects.link(sun)
-
-        area_data = bpy.data.lights.new(name + " area", "AREA")
-        created.append(area_data)
-        area_data.energy = look.area_power
-        area_data.size = 1.5
-        area_data.color = (1.0, 0.93, 0.85)
-        area = bpy.data.objects.new(name + " area", area_data)
-        created.append(area)
-        cam_pos = Vector(settings["matrix_world"][i][3] for i in range(3))
-        area.location = cam_pos + Vector(look.area_offset)
-        area.rotation_euler = (
-            (Vector((0.0, 0.0, 0.0)) - Vector(look.area_offset) - cam_pos).to_track_quat("-Z", "Y").to_euler()
-        )
-        scene.collection.objects.link(area)
-
-        with tempfile.TemporaryDirectory(prefix="posefit-cycles-") as tmp:
-            path = Path(tmp) / "render.png"
-            scene.render.filepath = str(path)
-            bpy.ops.render.render(write_still=True, scene=scene.name)
-            from PIL import Image
-
-            with Image.open(path) as img:
-                rgba = np.asarray(img.convert("RGBA") if img.mode != "RGBA" else img)
-                rgba = rgba / 255.0
-        return rgba.astype(np.float32)
-    finally:
-        bpy.data.scenes.remove(scene)
-        for block in reversed(created):
-            collection = {
-                "Object": bpy.data.objects,
-                "Mesh": bpy.data.meshes,
-                "Material": bpy.data.materials,
-                "World": bpy.data.worlds,
-                "Camera": bpy.data.cameras,
-            }.get(type(block).__name__, bpy.data.lights)
-            collection.remove(block)
+TargetRenderer = Callable[[np.ndarray, np.ndarray, PinholeCamera, CyclesLook, int, int, int], np.ndarray]
+"""(vertices (V, 3) Blender world, faces (F, 3), camera (Blender world), look, samples, threads, seed) ->
+(H, W, 4) float32 straight-alpha RGBA in [0, 1]."""
 
 
 # ------------------------------------------------------------------------------------------------ the set
@@ -667,8 +538,21 @@ def silhouette_iou(alpha: torch.Tensor, vertices: torch.Tensor, faces: torch.Ten
     return float((covered & seen).sum()) / max(1.0, float((covered | seen).sum()))
 
 
-def make_scene(spec: SceneSpec, index: int, body: BodyModel, out: Path, size: int, samples: int, threads: int) -> dict:
-    """Build one scene folder (see the module docstring); returns its ``scene.json`` content."""
+def make_scene(
+    spec: SceneSpec,
+    index: int,
+    body: BodyModel,
+    out: Path,
+    size: int,
+    samples: int,
+    threads: int,
+    render: TargetRenderer,
+) -> dict:
+    """Build one scene folder (see the module docstring); returns its ``scene.json`` content.
+
+    ``render`` draws the target photo; Blender Cycles in practice (``addon.cycles_targets.render_cycles``,
+    wired in by ``scripts/make_benchmark_scenes.py``), which posecore cannot import itself (no bpy here).
+    """
     from posecore import rig as rigmath
     from posecore.io.atomic import atomic_output_dir, atomic_write_text, save_npz_atomic
     from posecore.io.images import save_image
@@ -692,7 +576,7 @@ def make_scene(spec: SceneSpec, index: int, body: BodyModel, out: Path, size: in
     camera_world = rigmath.camera_to_frame(camera, torch.linalg.inv(to_blender))
     look = CyclesLook(color=spec.color)
     start = time.perf_counter()
-    rgba = render_cycles(vertices_world.numpy(), body.faces.numpy(), camera_world, look, samples, threads, spec.seed)
+    rgba = render(vertices_world.numpy(), body.faces.numpy(), camera_world, look, samples, threads, spec.seed)
     render_s = time.perf_counter() - start
     alpha_mask = torch.from_numpy(rgba[..., 3].copy())
     target = rgba[..., :3] * rgba[..., 3:]  # over a black background, the fit's default
@@ -731,7 +615,13 @@ def make_scene(spec: SceneSpec, index: int, body: BodyModel, out: Path, size: in
 
 
 def make_scene_set(
-    out: Path, count: int | None = None, size: int = 256, samples: int = 24, threads: int = 1, log=print
+    out: Path,
+    render: TargetRenderer,
+    count: int | None = None,
+    size: int = 256,
+    samples: int = 24,
+    threads: int = 1,
+    log=print,
 ) -> list[dict]:
     """Generate the first ``count`` scenes of :data:`SCENES` (all by default) into ``out``."""
     specs = SCENES if count is None else SCENES[:count]
@@ -739,7 +629,7 @@ def make_scene_set(
     bodies = load_bodies(specs, out)
     records = []
     for index, spec in enumerate(specs):
-        record = make_scene(spec, index, bodies[spec.model], out, size, samples, threads)
+        record = make_scene(spec, index, bodies[spec.model], out, size, samples, threads, render)
         log(
             f"scene {index + 1:2d}/{len(specs)} {spec.name:26s} {spec.model:5s} rendered in "
             f"{record['render_seconds']:.1f} s, silhouette IoU vs PoseFit's camera {record['silhouette_iou']:.3f}"
@@ -748,8 +638,9 @@ def make_scene_set(
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m posecore.bench scenes", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None, render: TargetRenderer) -> int:
+    """The scene-set command (``scripts/make_benchmark_scenes.py`` calls it with Blender Cycles as ``render``)."""
+    parser = argparse.ArgumentParser(prog="scripts/make_benchmark_scenes.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the scenes into")
     parser.add_argument("--count", type=int, default=None, help=f"first N scenes (default all {len(SCENES)})")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
@@ -765,7 +656,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     start = time.perf_counter()
     records = make_scene_set(
-        Path(args.out), args.count, args.size, args.samples, args.threads, log=lambda line: print(line, file=sys.stderr)
+        Path(args.out),
+        render,
+        args.count,
+        args.size,
+        args.samples,
+        args.threads,
+        log=lambda line: print(line, file=sys.stderr),
     )
     print(f"wrote {len(records)} scenes to {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
