@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from addon.scene_io import mesh_from_triangles
 from posecore.bench.scenes import CyclesLook
 from posecore.cameras.pinhole import PinholeCamera
 
@@ -67,18 +68,8 @@ def render_cycles(
         world.node_tree.nodes["Background"].inputs["Color"].default_value = (*look.world, 1.0)
         scene.world = world
 
-        mesh = bpy.data.meshes.new(name)
+        mesh = mesh_from_triangles(name, vertices_world, faces)
         created.append(mesh)
-        verts = np.ascontiguousarray(vertices_world, dtype=np.float32)
-        tris = np.ascontiguousarray(faces, dtype=np.int32)
-        mesh.vertices.add(len(verts))
-        mesh.vertices.foreach_set("co", verts.ravel())
-        mesh.loops.add(tris.size)
-        mesh.loops.foreach_set("vertex_index", tris.ravel())
-        mesh.polygons.add(len(tris))
-        mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))
-        mesh.update()
-        mesh.validate()
         mesh.shade_smooth()
         material = bpy.data.materials.new(name)
         created.append(material)

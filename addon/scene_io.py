@@ -70,10 +70,11 @@ def _matrix(obj: bpy.types.Object) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- building
-def _build_mesh(name: str, rig: rigmath.RestRig) -> bpy.types.Mesh:
+def mesh_from_triangles(name: str, vertices, faces) -> bpy.types.Mesh:
+    """A new mesh datablock from (V, 3) vertex positions (metres) and (F, 3) triangle indices (arrays)."""
     mesh = bpy.data.meshes.new(name)
-    verts = rig.rest_vertices.numpy().astype(np.float32)
-    faces = rig.faces.numpy().astype(np.int32)
+    verts = np.ascontiguousarray(vertices, dtype=np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.int32)
     mesh.vertices.add(len(verts))
     mesh.vertices.foreach_set("co", verts.ravel())
     mesh.loops.add(faces.size)
@@ -131,7 +132,9 @@ def build_body(
     up = axis_angle_to_matrix(params.rotations[0]) @ body.up_axis.to(torch.float32)
     arm_obj.matrix_world = Matrix(rigmath.upright_matrix(up).tolist())
 
-    mesh_obj = bpy.data.objects.new(f"{name} mesh", _build_mesh(f"{name} mesh", rig))
+    mesh_obj = bpy.data.objects.new(
+        f"{name} mesh", mesh_from_triangles(f"{name} mesh", rig.rest_vertices.numpy(), rig.faces.numpy())
+    )
     collection.objects.link(mesh_obj)
     mesh_obj.parent = arm_obj
     mesh_obj.matrix_parent_inverse = Matrix.Identity(4)

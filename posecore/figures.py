@@ -18,6 +18,16 @@ def _pyplot():
     return plt
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (tight layout); the figure is closed."""
+    plt = _pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def error_map(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(H, W) per-pixel squared error of [0, 1]-clamped images, summed over channels (0..3)."""
     return (rendered.clamp(0, 1) - target.clamp(0, 1)).square().sum(-1)
@@ -66,11 +76,7 @@ def fit_figure_png(
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def save_figure(path: str | os.PathLike[str], png: bytes) -> None:

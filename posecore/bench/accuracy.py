@@ -305,7 +305,7 @@ def grid_png(results: list[SceneResult], title: str = "") -> bytes:
 
 def loss_curves_png(results: list[SceneResult], title: str = "") -> bytes:
     """Loss (Eq. 5) relative to its first value, per iteration, one curve per scene (log scale)."""
-    from posecore.figures import _pyplot
+    from posecore.figures import _pyplot, figure_png
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 3.6), dpi=90)
@@ -319,11 +319,7 @@ def loss_curves_png(results: list[SceneResult], title: str = "") -> bytes:
     ax.legend(fontsize=5.5, ncol=2, loc="lower left")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 # ------------------------------------------------------------------------------------------------ markdown

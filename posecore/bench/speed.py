@@ -174,12 +174,9 @@ def markdown_table(rows: list[SpeedRow], skipped: dict[str, str]) -> str:
 
 def speed_plot_png(rows: list[SpeedRow], threads: int = 1) -> bytes:
     """A log-scale plot of forward+backward time against image size, one line per backend and mesh."""
-    import io
+    from posecore.figures import _pyplot, figure_png
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for backend in sorted({r.backend for r in rows}):
@@ -195,11 +192,7 @@ def speed_plot_png(rows: list[SpeedRow], threads: int = 1) -> bytes:
     ax.set_title(f"Renderer cost per iteration, {threads} thread(s)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def machine_line() -> str:
