@@ -391,9 +391,9 @@ def markdown_section(data: dict) -> str:
     groups = _groups(rows)
     out = [
         "Each scene's target is rendered by Blender Cycles (sun + area + world light, a coloured Principled "
-        "BSDF); the fit renders Lambert shading with a headlight and estimates one albedo, so it never sees "
-        "its own renderer's image. The initialisations are wrong like a faulty SMPLify-X fit: 15-30° on "
-        "torso and limbs (random axes), one scene with the arms swapped left/right, one with the camera "
+        "BSDF); the fit renders Lambert shading under half ambient, half headlight and estimates one albedo, "
+        "so it never sees its own renderer's image. The initialisations are wrong like a faulty SMPLify-X "
+        "fit: 15-30° on torso and limbs (random axes), one scene with the arms swapped left/right, one with the camera "
         "orbited 10° (the fit optimises the orbit angle), three selective scenes (only the given part is "
         "wrong and only it is fitted). MPJPE / PA-MPJPE: mean over the model's body joints, mm; image error: "
         "the paper's Table 1 measure (% of H × W × C) over the pixels the fit counts. Values are "
