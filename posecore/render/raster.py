@@ -373,16 +373,18 @@ class RasterRenderer:
             e = torch.bmm(lines[current[:, None] * 3 + offsets], points)  # (n, 3 edges, 2): at pa, at pb
             ea, eb = e[..., 0], e[..., 1]
             drop = ea - eb  # > 0: the segment leaves the face through this edge
-            t_edge = torch.where(drop > 0, ea / drop, torch.full_like(ea, float("inf")))
+            t_edge = (ea / drop).masked_fill_(drop <= 0, float("inf"))
             t_exit, exit_edge = t_edge.min(dim=1)
             slot = current * 3 + exit_edge
             inside = t_exit <= 1.0  # the segment leaves this face before reaching pb
             hit = inside & flat_sil[slot]
-            rows = active[hit]
-            face[rows] = current[hit]
-            edge[rows] = exit_edge[hit]
-            found[rows] = True
-            go_on = torch.nonzero(inside & ~hit, as_tuple=True)[0]
+            hits = torch.nonzero(hit, as_tuple=True)[0]
+            if hits.numel():
+                rows = active[hits]
+                face[rows] = current[hits]
+                edge[rows] = exit_edge[hits]
+                found[rows] = True
+            go_on = torch.nonzero(inside.logical_and_(~hit), as_tuple=True)[0]
             if go_on.numel() == 0:
                 break
             active, current, points = active[go_on], flat_adj[slot[go_on]], points[go_on]
