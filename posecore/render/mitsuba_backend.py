@@ -296,22 +296,8 @@ class MitsubaRenderer:
             self._mi.set_variant(self.variant)
 
     def _check(self, scene: RenderScene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        v, f, c = scene.vertices, scene.faces, scene.vertex_colors
-        if v.ndim != 2 or v.shape[1] != 3:
-            raise ParameterError(f"mitsuba renderer: vertices must be (V, 3), got {tuple(v.shape)}")
-        if f.ndim != 2 or f.shape[1] != 3:
-            raise ParameterError(f"mitsuba renderer: faces must be (F, 3), got {tuple(f.shape)}")
-        if tuple(c.shape) != tuple(v.shape):
-            raise ParameterError(f"mitsuba renderer: vertex_colors must be {tuple(v.shape)}, got {tuple(c.shape)}")
-        if not bool(torch.isfinite(v).all()):
-            raise ParameterError("mitsuba renderer: vertices contain NaN or infinite values")
-        if scene.face_mask is not None and tuple(scene.face_mask.shape) != (f.shape[0],):
-            raise ParameterError(
-                f"mitsuba renderer: face_mask must be ({f.shape[0]},), got {tuple(scene.face_mask.shape)}"
-            )
-        faces = scene.visible_faces().detach().to("cpu", torch.int64)
-        if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= v.shape[0]):
-            raise ParameterError(f"mitsuba renderer: face indices out of range for {v.shape[0]} vertices")
+        v, c, faces = scene.validated("mitsuba renderer")
+        faces = faces.to("cpu")
         cam = scene.camera
         if abs(cam.fx - cam.fy) > 1e-6 * max(cam.fx, cam.fy):
             raise ParameterError(

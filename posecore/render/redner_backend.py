@@ -220,22 +220,4 @@ class RednerRenderer:
     @staticmethod
     def _check(scene: RenderScene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Validate the mesh; returns vertices, vertex colours and the (F', 3) int64 faces to render."""
-        v, f, c = scene.vertices, scene.faces, scene.vertex_colors
-        if v.ndim != 2 or v.shape[1] != 3:
-            raise ParameterError(f"redner renderer: vertices must be (V, 3), got {tuple(v.shape)}")
-        if f.ndim != 2 or f.shape[1] != 3:
-            raise ParameterError(f"redner renderer: faces must be (F, 3), got {tuple(f.shape)}")
-        if tuple(c.shape) != tuple(v.shape):
-            raise ParameterError(
-                f"redner renderer: vertex_colors must be {tuple(v.shape)} like vertices, got {tuple(c.shape)}"
-            )
-        if not bool(torch.isfinite(v).all()):
-            raise ParameterError("redner renderer: vertices contain NaN or infinite values")
-        if scene.face_mask is not None and tuple(scene.face_mask.shape) != (f.shape[0],):
-            raise ParameterError(
-                f"redner renderer: face_mask must be ({f.shape[0]},), got {tuple(scene.face_mask.shape)}"
-            )
-        if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
-            raise ParameterError(f"redner renderer: face indices out of range for {v.shape[0]} vertices")
-        faces = scene.visible_faces().detach().to(torch.int64)
-        return v, c, faces
+        return scene.validated("redner renderer")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from posecore.cameras.pinhole import PinholeCamera
+from posecore.errors import ParameterError
 
 
 @dataclass
@@ -74,6 +75,27 @@ class RenderScene:
     def visible_faces(self) -> torch.Tensor:
         """(F', 3) the faces to render."""
         return self.faces if self.face_mask is None else self.faces[self.face_mask]
+
+    def validated(self, who: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Check shapes, finiteness and face indices; raise :class:`ParameterError` prefixed with ``who``.
+
+        Returns:
+            vertices (V, 3), vertex colours (V, 3) and the (F', 3) int64 faces to render.
+        """
+        v, f, c = self.vertices, self.faces, self.vertex_colors
+        if v.ndim != 2 or v.shape[1] != 3:
+            raise ParameterError(f"{who}: vertices must be (V, 3), got {tuple(v.shape)}")
+        if f.ndim != 2 or f.shape[1] != 3:
+            raise ParameterError(f"{who}: faces must be (F, 3), got {tuple(f.shape)}")
+        if tuple(c.shape) != tuple(v.shape):
+            raise ParameterError(f"{who}: vertex_colors must be {tuple(v.shape)} like vertices, got {tuple(c.shape)}")
+        if not bool(torch.isfinite(v).all()):
+            raise ParameterError(f"{who}: vertices contain NaN or infinite values")
+        if self.face_mask is not None and tuple(self.face_mask.shape) != (f.shape[0],):
+            raise ParameterError(f"{who}: face_mask must be ({f.shape[0]},), got {tuple(self.face_mask.shape)}")
+        if f.numel() and (int(f.min()) < 0 or int(f.max()) >= v.shape[0]):
+            raise ParameterError(f"{who}: face indices out of range for {v.shape[0]} vertices")
+        return v, c, self.visible_faces().detach().to(torch.int64)
 
 
 @dataclass
