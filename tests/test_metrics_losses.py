@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posecore.errors import ParameterError
-from posecore.fitting.losses import image_l2, pose_prior, pyramid_l2
+from posecore.fitting.losses import PyramidL2, image_l2, pose_prior, pyramid_l2
 from posecore.fitting.presets import PRESETS, UPSTREAM_PARAMETERS, get_preset
 from posecore.metrics import (
     image_error_percent,
@@ -160,6 +160,23 @@ def test_pyramid_zero_for_identical_and_positive_otherwise() -> None:
     r2, t2, _ = random_images(4)
     single = float(pyramid_l2(r2, t2, levels=1))
     assert float(pyramid_l2(r2, t2, levels=4)) > single > 0.0
+
+
+def test_cached_pyramid_follows_a_changing_weight() -> None:
+    """The fit reuses one PyramidL2: its cached target levels must follow a weight that changes (a selective
+    look's region) and come back when it changes back, with the same values and gradients as a fresh one."""
+    r, t, weight_a = random_images(6)
+    _, _, weight_b = random_images(7)
+    loss = PyramidL2(t, levels=4)
+    for weight in (weight_a, weight_b, weight_a, None):
+        cached_input = r.clone().requires_grad_(True)
+        fresh_input = r.clone().requires_grad_(True)
+        cached, fresh = loss(cached_input, weight), pyramid_l2(fresh_input, t, weight, levels=4)
+        torch.testing.assert_close(cached, fresh)
+        cached.backward()
+        fresh.backward()
+        torch.testing.assert_close(cached_input.grad, fresh_input.grad)
+    assert float(loss(r, weight_a)) != pytest.approx(float(loss(r, weight_b)))  # the weight matters
 
 
 def test_pyramid_stops_on_small_images() -> None:

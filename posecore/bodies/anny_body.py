@@ -17,6 +17,7 @@ import pathlib
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
+from posecore.bodies.skinning import linear_blend_skinning
 from posecore.errors import BackendUnavailableError
 from posecore.rotations import axis_angle_to_matrix
 
@@ -121,10 +122,10 @@ class AnnyBody(BodyModel):
         self.joint_names = list(model.bone_labels)
         self.parents = [int(p) if p is not None and p >= 0 else -1 for p in model.bone_parents]
         self.faces = model.faces.to(device=device, dtype=torch.int64)
-        self._bone_weights = model.vertex_bone_weights.to(device=device, dtype=torch.float32)  # (V, 9)
-        self._bone_indices = model.vertex_bone_indices.to(device=device, dtype=torch.int64)  # (V, 9)
+        bone_weights = model.vertex_bone_weights.to(device=device, dtype=torch.float32)  # (V, 9)
+        bone_indices = model.vertex_bone_indices.to(device=device, dtype=torch.int64)  # (V, 9)
         dense = torch.zeros(model.template_vertices.shape[0], len(self.joint_names), device=device)
-        self.skinning_weights = dense.scatter_add_(1, self._bone_indices, self._bone_weights)
+        self.skinning_weights = dense.scatter_add_(1, bone_indices, bone_weights)  # (V, J)
         self.body_joints = list(ANNY_BODY_JOINTS)
         self.up_axis = torch.tensor([0.0, 0.0, 1.0])
         self.shape_names = list(model.phenotype_labels)
@@ -188,10 +189,7 @@ class AnnyBody(BodyModel):
         transforms, poses = self._model.get_bone_transforms(delta, rest["rest_bone_poses"])
         transforms = transforms[0]  # (J, 4, 4): rest -> posed
         rest_vertices = rest["rest_vertices"][0]
-        # Sparse linear blend skinning (9 bones per vertex), pure torch so it runs on any device.
-        per_vertex = transforms[self._bone_indices]  # (V, 9, 4, 4)
-        blended = (self._bone_weights[..., None, None] * per_vertex).sum(1)  # (V, 4, 4)
-        vertices = (blended[:, :3, :3] @ rest_vertices[:, :, None])[..., 0] + blended[:, :3, 3]
+        vertices = linear_blend_skinning(self.skinning_weights, transforms, rest_vertices)
         translation = params.translation.to(self.device)
         joints = poses[0, :, :3, 3] + translation
         return BodyOutput(vertices=vertices + translation, joints=joints, joint_rotations_world=poses[0, :, :3, :3])

@@ -19,7 +19,7 @@ from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
 from posecore.fitting.look import Look
-from posecore.fitting.losses import image_l2, pose_prior, pyramid_l2
+from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
 from posecore.render.raster import rasterize
 from posecore.render.scene import Lighting, RenderOutput, RenderScene
@@ -247,6 +247,7 @@ class PoseFitter:
             optimizers.append(self._optimizer(groups_pose))
         if alpha.requires_grad:
             optimizers.append(self._optimizer([{"params": [alpha], "lr": preset.camera_lr}]))
+        pyramid = PyramidL2(self.target, preset.pyramid_levels) if preset.pyramid_levels > 1 else None
 
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations
@@ -257,8 +258,8 @@ class PoseFitter:
                 posed = body(params)
                 output = p.renderer.render(self.scene(posed.vertices, camera))
                 weight = self.weight_for(output, posed.vertices, camera)
-                if preset.pyramid_levels > 1:
-                    image_loss = pyramid_l2(output.image, self.target, weight, preset.pyramid_levels)
+                if pyramid is not None:
+                    image_loss = pyramid(output.image, weight)
                 else:
                     image_loss = image_l2(output.image, self.target, weight, preset.loss_reduction)
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
