@@ -252,8 +252,26 @@ def test_camera_that_sees_nothing_renders_background() -> None:
     v, f = icosphere(2, radius=0.5)
     cam = PinholeCamera.look_at(torch.tensor([0.0, 0.0, -3.0]), torch.tensor([0.0, 0.0, -6.0]),
                                 torch.tensor([0.0, 1.0, 0.0]), 32, 32)  # fmt: skip
+    vertices = v.clone().requires_grad_(True)
     out = RasterRenderer().render(
-        RenderScene(v, f, torch.ones(v.shape[0], 3), cam, background=torch.tensor([0.1, 0.2, 0.3]))
+        RenderScene(vertices, f, torch.ones(v.shape[0], 3), cam, background=torch.tensor([0.1, 0.2, 0.3]))
     )
     assert float(out.alpha.sum()) == 0.0
     assert torch.allclose(out.image, torch.tensor([0.1, 0.2, 0.3]).expand(32, 32, 3))
+    (out.image.sum() + out.alpha.sum()).backward()  # a fit whose body left the frame stalls, it does not fail
+    assert torch.equal(vertices.grad, torch.zeros_like(v))
+
+
+def test_face_mask_renders_only_the_chosen_faces_with_global_face_ids() -> None:
+    v, f = icosphere(2, radius=0.3)
+    verts = torch.cat([v + torch.tensor([-0.35, 0.0, 0.0]), v + torch.tensor([0.35, 0.0, 0.0])])
+    faces = torch.cat([f, f + v.shape[0]])
+    colors = torch.rand(verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    cam = front_camera(48, 32)
+    mask = torch.zeros(faces.shape[0], dtype=torch.bool)
+    mask[f.shape[0] :] = True  # the second sphere only
+    masked = RasterRenderer().render(RenderScene(verts, faces, colors, cam, FLAT, face_mask=mask))
+    alone = RasterRenderer().render(RenderScene(verts, faces[mask], colors, cam, FLAT))
+    assert torch.equal(masked.image, alone.image) and torch.equal(masked.alpha, alone.alpha)
+    seen = masked.face_index[masked.face_index >= 0]
+    assert seen.numel() > 50 and bool((seen >= f.shape[0]).all())  # ids into the whole mesh's faces

@@ -266,7 +266,7 @@ class PoseFitter:
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(
-                    f"the loss became {float(loss)} at iteration {iteration}; lower the learning rate "
+                    f"the loss became {float(loss.detach())} at iteration {iteration}; lower the learning rate "
                     f"(preset {preset.name!r})"
                 )
             state = FitState(

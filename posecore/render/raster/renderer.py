@@ -109,6 +109,11 @@ class RasterRenderer:
             )
             edge_shade = shade if self.edge_color == "edge" else None
             antialias(color, alpha, crossings, width, u, v, faces, edge_shade)
+        if covered.numel() == 0 and u.requires_grad:
+            # Nothing in view: the image is the background, but stays connected (with a zero gradient) to the
+            # vertices and camera, so a fit whose body left the frame stalls instead of failing in backward().
+            nothing = 0.0 * u.sum()
+            color, alpha = color + nothing, alpha + nothing
         if face_ids is None:
             face_index = local_index
         else:
