@@ -26,6 +26,7 @@ from torch.nn import functional
 
 from posecore.errors import InputFileError, ParameterError
 from posecore.io.atomic import atomic_write_bytes
+from posecore.io.paths import existing_file
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
@@ -44,11 +45,7 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(p, "file not found")
-    if p.is_dir():
-        raise InputFileError(p, "is a directory, expected an image file")
+    p = existing_file(path, "an image file")
     try:
         with Image.open(p) as img:
             img.load()  # decode now: truncated files fail here, not later

@@ -58,6 +58,7 @@ from posecore.bodies.smplx_joints import (
     SMPLX_JOINT_NAMES,
 )
 from posecore.errors import InputFileError
+from posecore.io.paths import existing_file
 from posecore.io.safe_pickle import load_pickle_safely
 
 SMPLIFYX_DEFAULT_FOCAL_LENGTH = 5000.0
@@ -381,10 +382,7 @@ _HAND_FIELDS = {"left": "left_hand_pose", "right": "right_hand_pose"}
 # ------------------------------------------------------------------------------------------- loading
 def _load_mapping(path: Path) -> list[dict[str, Any]]:
     """Read the file into one or more key -> value mappings (numpy arrays or plain values)."""
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if path.is_dir():
-        raise InputFileError(path, "is a directory, expected an initialisation file")
+    existing_file(path, "an initialisation file")
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise InputFileError(

@@ -18,12 +18,12 @@ import io
 import os
 import pickle
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
 from posecore.errors import InputFileError
+from posecore.io.paths import existing_file
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -139,11 +139,7 @@ def load_pickle_safely(path: str | os.PathLike[str]) -> object:
             or names any global outside the allow-list (``os.system``, ``builtins.eval``, torch
             tensors, ...). A refused global is never imported nor called.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputFileError(p, "file not found")
-    if p.is_dir():
-        raise InputFileError(p, "is a directory, expected a pickle file")
+    p = existing_file(path, "a pickle file")
     try:
         data = p.read_bytes()
     except OSError as exc:
