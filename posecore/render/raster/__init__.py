@@ -17,13 +17,12 @@ Pipeline, per render (one module each):
 from posecore.render.raster.antialias import silhouette_crossed_pairs
 from posecore.render.raster.renderer import RasterRenderer
 from posecore.render.raster.topology import face_adjacency, vertex_normals
-from posecore.render.raster.visibility import rasterize, rasterize_triangles
+from posecore.render.raster.visibility import rasterize
 
 __all__ = [
     "RasterRenderer",
     "face_adjacency",
     "rasterize",
-    "rasterize_triangles",
     "silhouette_crossed_pairs",
     "vertex_normals",
 ]

@@ -65,7 +65,7 @@ class RasterRenderer:
         faces = scene.faces if face_ids is None else scene.faces[face_ids]
         topology = self._topology(faces, num_vertices)
         # Planar (3, V) camera-space vertices: one contiguous row per coordinate (see visibility.py).
-        points = cam.rotation.to(scene.vertices) @ scene.vertices.t() + cam.translation.to(scene.vertices)[:, None]
+        points = cam.world_to_camera(scene.vertices).t().contiguous()
         z = points[2]
         z_safe = torch.where(z > NEAR, z, torch.full_like(z, NEAR))
         u = cam.fx * points[0] / z_safe + cam.cx  # (V,) pixels, differentiable in pose and vertices
@@ -85,7 +85,8 @@ class RasterRenderer:
             centre_x, centre_y = (covered % width).to(u.dtype), (covered // width).to(u.dtype)
             orientation = -1.0 if self.cull_backfaces else torch.sign(area).index_select(0, tri_of_pixel)
 
-        shade = make_shader(scene, points, z_safe, self._topology(scene.faces, num_vertices), self.smooth_normals)
+        whole_mesh = topology if face_ids is None else self._topology(scene.faces, num_vertices)
+        shade = make_shader(scene, points, z_safe, whole_mesh, self.smooth_normals)
         flat_corners = corners.reshape(-1)
         pixel_x = u.index_select(0, flat_corners).view(3, -1)  # (3, M), differentiable
         pixel_y = v.index_select(0, flat_corners).view(3, -1)

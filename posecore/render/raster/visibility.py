@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from posecore.render.raster.topology import gather_rows
-
 NEAR = 1e-3  # metres: faces with a vertex closer than this to the camera plane are dropped
 _NO_HIT = torch.iinfo(torch.int64).max
 
@@ -72,20 +70,10 @@ def rasterize(
         (H, W) int64 index into ``faces`` of the nearest face at each pixel centre, -1 where none.
     """
     with torch.no_grad():
-        return rasterize_triangles(gather_rows(uv, faces), gather_rows(depth, faces), width, height, cull_backfaces)
-
-
-def rasterize_triangles(
-    tri_uv: torch.Tensor, tri_z: torch.Tensor, width: int, height: int, cull_backfaces: bool = True
-) -> torch.Tensor:
-    """:func:`rasterize` on triangles given by their corners: tri_uv (F, 3, 2) pixels, tri_z (F, 3) metres.
-
-    Returns:
-        (H, W) int64 face index per pixel centre, -1 where none.
-    """
-    with torch.no_grad():
-        x, y = tri_uv[..., 0].t().contiguous(), tri_uv[..., 1].t().contiguous()
-        return zbuffer(x, y, tri_z.t().contiguous(), doubled_signed_area(x, y), width, height, cull_backfaces)
+        corners = faces.t().reshape(-1)  # corner-major: planar (3, F) after a view
+        x, y = (uv[:, k].index_select(0, corners).view(3, -1) for k in (0, 1))
+        z = depth.index_select(0, corners).view(3, -1)
+        return zbuffer(x, y, z, doubled_signed_area(x, y), width, height, cull_backfaces)
 
 
 def zbuffer(
@@ -97,7 +85,7 @@ def zbuffer(
     height: int,
     cull_backfaces: bool,
 ) -> torch.Tensor:
-    """The z-buffer behind :func:`rasterize_triangles`.
+    """The z-buffer behind :func:`rasterize`.
 
     Args:
         x, y: (3, F) planar corner pixel coordinates. z: (3, F) corner depths, metres.
