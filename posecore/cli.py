@@ -1,4 +1,4 @@
-"""Command line: ``python -m posecore fit ...`` and ``python -m posecore demo --out DIR``.
+"""Command line: ``python -m posecore fit ...``, ``python -m posecore detect ...`` and ``python -m posecore demo``.
 
 Exit status 0 on success, 2 with one clear line on stderr for bad input, 1 for other failures.
 """
@@ -183,16 +183,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     target = load_image(image_path, size=(width, height))
     mask = None
-    if args.mask:
+    if args.mask and args.mask != "auto":
         mask = load_mask(args.mask, size=(width, height))
     elif args.mask_from_alpha:
         mask = load_image_alpha(image_path, size=(width, height))
         if mask is None:
             raise InputFileError(image_path, "--mask-from-alpha: the image has no alpha channel")
-    init = read_init(args.init, frame=args.frame)
     body = load_body_model(args.model)
-    initial = params_from_init(body, init)
-    camera = camera_from_init(init.camera, width, height, source_size)
+    photo = initial_from_photo(args, image_path, body, (width, height))
+    if args.init:
+        init = read_init(args.init, frame=args.frame)
+        initial = params_from_init(body, init)
+        camera = camera_from_init(init.camera, width, height, source_size)
+    else:
+        initial, camera = photo.init.params, photo.init.camera
+    if mask is None and photo is not None and args.mask in (None, "auto"):
+        mask = photo.mask
+    keypoints = keypoints_for_fit(args, body, photo, (width, height))
     crop = None
     if args.crop:
         try:
@@ -208,7 +215,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         prior_weight=args.prior_weight,
     )
     renderer = get_renderer(args.renderer)
-    fitter = PoseFitter(FitProblem(body, initial, target, look, renderer, person_mask=mask), preset)
+    problem = FitProblem(body, initial, target, look, renderer, person_mask=mask, keypoints=keypoints)
+    fitter = PoseFitter(problem, preset)
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
     if args.truth:
@@ -217,13 +225,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     settings = {
         "command": "fit",
         "image": str(image_path),
-        "init": str(args.init),
+        "init": str(args.init) if args.init else None,
         "model": args.model,
         "preset": preset.name,
         "renderer": renderer.name,
         "part": args.part,
         "crop": crop,
-        "mask": args.mask,
+        "mask": args.mask if args.mask or photo is None or args.init else "auto",
+        "keypoints": keypoints is not None,
+        "photo_start": photo.summary() if photo is not None else None,
         "iterations": preset.iterations,
         "optimise": list(preset.optimise),
         "prior_weight": preset.prior_weight,
@@ -232,6 +242,56 @@ def cmd_fit(args: argparse.Namespace) -> int:
     }
     write_outputs(Path(args.out), body, fitter, states, target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
+    return 0
+
+
+def initial_from_photo(args: argparse.Namespace, image_path: Path, body, size: tuple[int, int]):
+    """Detect the person when the fit needs it (no ``--init``, ``--mask auto``, or ``--keypoints detect``).
+
+    Returns:
+        A :class:`posecore.detect.photo.PhotoStart` at the fit's ``size`` (width, height), or None.
+    """
+    wants = not args.init or args.mask == "auto" or args.keypoints == "detect"
+    if not wants:
+        return None
+    from posecore.detect.photo import photo_start
+
+    return photo_start(image_path, body, size=size, person=args.person)
+
+
+def keypoints_for_fit(args: argparse.Namespace, body, photo, size: tuple[int, int]):
+    """The fit's 2D keypoints: ``--keypoints none``, a landmarks.json file, or the detection (the default when
+    there is one). Returns a :class:`posecore.fitting.keypoints.Keypoints2D` or None."""
+    choice = args.keypoints
+    if choice == "none" or (choice is None and photo is None):
+        return None
+    if choice in (None, "detect"):
+        return photo.init.keypoints
+    from posecore.detect.files import read_landmarks
+    from posecore.detect.initialise import landmark_initialiser
+
+    detection = read_landmarks(choice).scaled(*size)
+    return landmark_initialiser(body).keypoints(detection)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from posecore.bodies import load_body_model
+    from posecore.detect.files import write_detect_outputs
+    from posecore.detect.photo import photo_start
+    from posecore.io.images import load_image
+
+    _threads(args.threads)
+    photo = load_image(args.image)
+    height, width = photo.shape[:2]
+    if args.size:
+        scale = args.size / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        photo = load_image(args.image, size=(width, height))
+    body = load_body_model(args.model)
+    start = photo_start(args.image, body, size=(width, height), person=args.person)
+    settings = {"command": "detect", "image": str(args.image), "model": args.model, "person": args.person}
+    write_detect_outputs(Path(args.out), photo, body, start, settings)
+    print(json.dumps({"out": args.out, **start.summary()}))
     return 0
 
 
@@ -259,10 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a body initialisation to a photo")
     common(fit)
     fit.add_argument("--image", required=True, help="target photo")
-    fit.add_argument("--init", required=True, help="initialisation (.pkl SMPLify-X, .npz, .json, fit.npz)")
+    fit.add_argument(
+        "--init",
+        default=None,
+        help="initialisation (.pkl SMPLify-X, .npz, .json, fit.npz); without it the person is detected in the photo",
+    )
     fit.add_argument("--frame", type=int, default=0, help="frame of a multi-frame initialisation")
     fit.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
-    fit.add_argument("--mask", default=None, help="person mask image (white = person)")
+    fit.add_argument(
+        "--mask", default=None, help="person mask image (white = person) or 'auto' (detected; default without --init)"
+    )
+    fit.add_argument("--person", default=None, help="x0,y0,x1,y1: detect the person inside this box of the photo")
+    fit.add_argument(
+        "--keypoints",
+        default=None,
+        help="2D keypoint term: 'detect', 'none' or a landmarks.json from 'detect' (default: detected without --init)",
+    )
     fit.add_argument("--mask-from-alpha", action="store_true", help="use the photo's alpha channel as mask")
     fit.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     fit.add_argument("--render-part-only", action="store_true", help="render only the part (the paper's Fig. 3)")
@@ -271,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--truth", default=None, help="ground-truth parameters (fit.npz) for MPJPE")
     fit.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
     fit.set_defaults(func=cmd_fit)
+
+    detect = sub.add_parser("detect", help="detect the person in a photo: landmarks, mask, init.npz, overlay")
+    detect.add_argument("--image", required=True, help="the photo")
+    detect.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]: the body to initialise")
+    detect.add_argument("--person", default=None, help="x0,y0,x1,y1: detect the person inside this box")
+    detect.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    detect.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    detect.add_argument("--out", required=True, help="output folder (written all at once)")
+    detect.set_defaults(func=cmd_detect)
     return parser
 
 

@@ -18,6 +18,7 @@ from posecore.bodies.base import BodyModel, BodyParams
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.keypoints import Keypoints2D, keypoint_loss
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -58,6 +59,7 @@ class FitState:
         weight: (H, W) the pixels that counted in the image loss.
         elapsed_s: wall time since the fit started, seconds.
         final: True for the closing evaluation after the last step.
+        keypoint_loss: the 2D keypoint term (before its weight; 0 without keypoints).
     """
 
     iteration: int
@@ -71,6 +73,7 @@ class FitState:
     weight: torch.Tensor
     elapsed_s: float
     final: bool = False
+    keypoint_loss: float = 0.0
 
 
 @dataclass
@@ -91,6 +94,8 @@ class FitProblem:
         background: (3,) colour of empty pixels (black by default).
         pivot: (3,) world point the camera orbits; default: the root joint of the initial pose.
         candidate_joints: joints the fit may rotate (default: the model's body joints, the paper's theta_b).
+        keypoints: optional 2D landmarks of some joints (detected, see :mod:`posecore.detect`); with a preset's
+            ``keypoint_weight`` > 0 they add the robust keypoint term to Eq. 5.
     """
 
     body: BodyModel
@@ -104,6 +109,7 @@ class FitProblem:
     background: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
     pivot: torch.Tensor | None = None
     candidate_joints: list[int] | None = None
+    keypoints: Keypoints2D | None = None
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for inconsistent or non-finite input."""
@@ -122,6 +128,8 @@ class FitProblem:
             )
         if not (torch.isfinite(cam.rotation).all() and torch.isfinite(cam.translation).all()):
             raise ParameterError("camera pose contains NaN or infinite values")
+        if self.keypoints is not None:
+            self.keypoints.validate(self.body.num_joints)
 
 
 class PoseFitter:
@@ -264,6 +272,10 @@ class PoseFitter:
                     image_loss = image_l2(output.image, self.target, weight, preset.loss_reduction)
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
                 loss = image_loss + preset.prior_weight * prior_loss
+                kp_loss = torch.zeros(())
+                if p.keypoints is not None and preset.keypoint_weight > 0:
+                    kp_loss = keypoint_loss(posed.joints, camera, p.keypoints)
+                    loss = loss + preset.keypoint_weight * kp_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(
                     f"the loss became {float(loss.detach())} at iteration {iteration}; lower the learning rate "
@@ -281,6 +293,7 @@ class PoseFitter:
                 weight=weight.detach(),
                 elapsed_s=time.perf_counter() - start,
                 final=final,
+                keypoint_loss=float(kp_loss.detach()),
             )
             if not final:
                 for opt in optimizers:

@@ -27,6 +27,8 @@ class Preset:
         extra_lr_scale: learning-rate factor for translation/shape/expression relative to ``pose_lr``.
         pyramid_levels: > 1 replaces the image term by :func:`posecore.fitting.losses.pyramid_l2` with this
             many levels (the mean reduction at each level).
+        keypoint_weight: weight of the 2D keypoint term (:func:`posecore.fitting.keypoints.keypoint_loss`) when the
+            problem has keypoints; 0 leaves it out.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Preset:
     optimise: tuple[str, ...] = ("pose", "camera_angle")
     extra_lr_scale: float = 0.1
     pyramid_levels: int = 1
+    keypoint_weight: float = 0.0
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -61,6 +64,8 @@ class Preset:
             raise ParameterError(f"prior_reference must be 'zero' or 'init', got {self.prior_reference!r}")
         if self.pyramid_levels < 1:
             raise ParameterError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
+        if not self.keypoint_weight >= 0:
+            raise ParameterError(f"keypoint_weight must be >= 0, got {self.keypoint_weight}")
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
@@ -89,8 +94,9 @@ FAST = Preset(
     prior_reference="init",
     loss_reduction="mean",
     pyramid_levels=5,
+    keypoint_weight=0.01,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
-    "towards the initialisation.",
+    "towards the initialisation, and a small robust 2D keypoint term when landmarks are known.",
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, FAST)}

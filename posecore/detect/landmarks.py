@@ -1,0 +1,183 @@
+"""MediaPipe Pose behind one function: a photo in, 33 landmarks (2D + visibility, 3D) and a person mask out.
+
+MediaPipe (``mediapipe==0.10.14``, the last release whose wheel carries its models) runs offline on the CPU.
+It is imported on first use, so no other PoseFit command needs it. Only ``model_complexity=1`` is bundled.
+
+Conventions of :class:`Detection`:
+
+- ``points`` (33, 2): pixels of the image that was detected on, OpenCV convention (pixel centres at integers,
+  u = x * W - 0.5 for MediaPipe's normalised x).
+- ``world`` (33, 3): metres, hip-centred, in the camera's axes (x image right, y down, z away from the camera),
+  fixed scale (about 0.46 m hip to shoulder for everybody): use its directions, not its lengths.
+- ``visibility`` (33,): MediaPipe's visibility in [0, 1] (unreliable for self-occluded limbs).
+- ``mask`` (H, W): the person, in [0, 1].
+
+Landmark indices are MediaPipe's (:data:`LANDMARK_NAMES`); "left" is the person's left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from posecore.errors import BackendUnavailableError, ParameterError
+
+LANDMARK_NAMES: list[str] = [
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
+    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
+    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "left_heel", "right_heel", "left_foot_index", "right_foot_index",
+]  # fmt: skip
+"""MediaPipe Pose's 33 landmarks, in its order."""
+
+NUM_LANDMARKS = len(LANDMARK_NAMES)
+
+SKELETON: list[tuple[int, int]] = [
+    (11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24), (23, 25), (25, 27),
+    (24, 26), (26, 28), (27, 31), (28, 32), (0, 2), (0, 5), (2, 7), (5, 8),
+]  # fmt: skip
+"""Landmark pairs drawn in overlays."""
+
+MIN_PERSON_SIZE = 16
+"""Smallest ``--person`` box side, pixels."""
+
+
+@dataclass
+class Detection:
+    """One person detected in a photo (see the module docstring for the conventions).
+
+    Attributes:
+        points: (33, 2) float32 pixels. visibility: (33,) float32 in [0, 1]. world: (33, 3) float32 metres.
+        mask: (H, W) float32 in [0, 1]. width, height: the image size the points and mask refer to.
+        person_box: (x0, y0, x1, y1) the box the detection ran in, or None for the whole image.
+    """
+
+    points: np.ndarray
+    visibility: np.ndarray
+    world: np.ndarray
+    mask: np.ndarray
+    width: int
+    height: int
+    person_box: tuple[int, int, int, int] | None = None
+
+    def scaled(self, width: int, height: int) -> Detection:
+        """The same detection for the image resized to ``width`` x ``height`` (points and mask resized)."""
+        if (width, height) == (self.width, self.height):
+            return self
+        sx, sy = width / self.width, height / self.height
+        points = (self.points + 0.5) * np.array([sx, sy], np.float32) - 0.5
+        from PIL import Image
+
+        mask = np.asarray(
+            Image.fromarray(self.mask.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR),
+            np.float32,
+        )
+        box = None
+        if self.person_box is not None:
+            x0, y0, x1, y1 = self.person_box
+            box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
+        return Detection(points.astype(np.float32), self.visibility, self.world, mask, width, height, box)
+
+    def as_json(self) -> dict:
+        """JSON-ready landmarks (named), image size and box."""
+        return {
+            "format": "posefit-landmarks",
+            "source": "mediapipe-pose-0.10.14",
+            "image_size": [self.width, self.height],
+            "person_box": list(self.person_box) if self.person_box is not None else None,
+            "landmarks": [
+                {
+                    "name": name,
+                    "u": float(self.points[i, 0]),
+                    "v": float(self.points[i, 1]),
+                    "visibility": float(self.visibility[i]),
+                    "world": [float(x) for x in self.world[i]],
+                }
+                for i, name in enumerate(LANDMARK_NAMES)
+            ],
+        }
+
+
+class NoPersonFoundError(ParameterError):
+    """MediaPipe found nobody in the photo (or in the ``--person`` box)."""
+
+
+_POSE_CACHE: dict[str, object] = {}
+
+
+def _mediapipe_pose():
+    """One MediaPipe Pose instance per process (building it costs about 0.2 s)."""
+    if "pose" not in _POSE_CACHE:
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"detecting people in photos needs MediaPipe: pip install mediapipe==0.10.14 ({exc})"
+            ) from exc
+        _POSE_CACHE["pose"] = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5
+        )
+    return _POSE_CACHE["pose"]
+
+
+def parse_person_box(text: str | None, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """``x0,y0,x1,y1`` (pixels of the photo, x1/y1 exclusive) -> the checked box; None passes through.
+
+    Raises:
+        ParameterError: not four integers, outside the ``width`` x ``height`` photo, or smaller than
+            :data:`MIN_PERSON_SIZE` pixels.
+    """
+    if text is None:
+        return None
+    try:
+        box = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ParameterError(f"--person must be x0,y0,x1,y1 in pixels, got {text!r}") from None
+    if len(box) != 4:
+        raise ParameterError(f"--person must be x0,y0,x1,y1 in pixels, got {text!r}")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ParameterError(f"--person box {box} is not inside the {width}x{height} photo")
+    if min(x1 - x0, y1 - y0) < MIN_PERSON_SIZE:
+        raise ParameterError(f"--person box {box} is smaller than {MIN_PERSON_SIZE} pixels")
+    return box
+
+
+def detect_landmarks(
+    image: np.ndarray, person_box: tuple[int, int, int, int] | None = None, source: str = "photo"
+) -> Detection:
+    """Detect one person and their 33 landmarks.
+
+    Args:
+        image: (H, W, 3) uint8 RGB photo (EXIF orientation already applied).
+        person_box: (x0, y0, x1, y1) pixels: detect only inside this box (for photos of several people:
+            MediaPipe returns one person per image). Points and mask are returned in the whole photo's pixels.
+        source: what to call the photo in errors (its path).
+
+    Returns:
+        The :class:`Detection`.
+
+    Raises:
+        NoPersonFoundError: nobody found. BackendUnavailableError: mediapipe is not installed.
+    """
+    arr = np.ascontiguousarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ParameterError(f"detect_landmarks needs an (H, W, 3) uint8 RGB image, got {arr.shape} {arr.dtype}")
+    height, width = arr.shape[:2]
+    x0, y0, x1, y1 = person_box if person_box is not None else (0, 0, width, height)
+    crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
+    result = _mediapipe_pose().process(crop)
+    if result.pose_landmarks is None or result.pose_world_landmarks is None:
+        where = f" inside the box {person_box}" if person_box is not None else ""
+        raise NoPersonFoundError(f"{source}: no person found{where}")
+    ch, cw = crop.shape[:2]
+    lms = result.pose_landmarks.landmark
+    points = np.array([[lm.x * cw - 0.5 + x0, lm.y * ch - 0.5 + y0] for lm in lms], np.float32)
+    visibility = np.array([lm.visibility for lm in lms], np.float32)
+    world = np.array([[lm.x, lm.y, lm.z] for lm in result.pose_world_landmarks.landmark], np.float32)
+    mask = np.zeros((height, width), np.float32)
+    if result.segmentation_mask is not None:
+        mask[y0:y1, x0:x1] = np.clip(np.asarray(result.segmentation_mask, np.float32), 0.0, 1.0)
+    return Detection(points, np.clip(visibility, 0.0, 1.0), world, mask, width, height, person_box)

@@ -1,0 +1,104 @@
+"""From a photo file to a fit's start: detection, landmarks at the fit's size, body + camera, person mask.
+
+:func:`photo_start` is the one call the CLI (``fit`` without ``--init``, ``detect``) and the Blender add-on use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecore.bodies.base import BodyModel
+from posecore.detect.camera_solve import default_focal_px, focal_from_exif
+from posecore.detect.initialise import PhotoInit, landmark_initialiser
+from posecore.detect.landmarks import Detection, detect_landmarks, parse_person_box
+from posecore.io.images import load_image
+
+
+@dataclass
+class PhotoStart:
+    """Everything a fit needs from a photo alone.
+
+    Attributes:
+        detection: the landmarks and mask at the fit's image size.
+        init: body parameters, camera (fit size) and the keypoints for the keypoint term.
+        mask: (H, W) float32 person mask in [0, 1] at the fit's size.
+        focal_source: "given", "exif" or "default" (see :func:`~posecore.detect.camera_solve.default_focal_px`).
+        detect_seconds, init_seconds: wall times of detection and initialisation.
+    """
+
+    detection: Detection
+    init: PhotoInit
+    mask: torch.Tensor
+    focal_source: str
+    detect_seconds: float
+    init_seconds: float
+
+    def summary(self) -> dict:
+        """JSON-ready facts about the start (for result files and logs)."""
+        cam = self.init.camera
+        return {
+            "image_size": [self.detection.width, self.detection.height],
+            "person_box": list(self.detection.person_box) if self.detection.person_box else None,
+            "focal_px": cam.fx,
+            "focal_source": self.focal_source,
+            "reprojection_px": round(self.init.reprojection_px, 3),
+            "detect_seconds": round(self.detect_seconds, 4),
+            "init_seconds": round(self.init_seconds, 4),
+        }
+
+
+def photo_rgb8(image: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) float image in [0, 1] -> (H, W, 3) uint8 (exact for images loaded from 8-bit files)."""
+    return np.round(image.detach().clamp(0, 1).cpu().numpy() * 255.0).astype(np.uint8)
+
+
+def photo_start(
+    image_path: str | os.PathLike[str],
+    body: BodyModel,
+    size: tuple[int, int] | None = None,
+    person: str | tuple[int, int, int, int] | None = None,
+    focal_px: float | None = None,
+) -> PhotoStart:
+    """Detect the person in a photo and initialise ``body`` and its camera.
+
+    Args:
+        image_path: the photo (any format PIL reads; EXIF orientation applied).
+        body: the body model to initialise (SMPL-X or Anny).
+        size: (width, height) the fit runs at (the photo is detected at full resolution and the landmarks scaled);
+            None: the photo's size.
+        person: ``"x0,y0,x1,y1"`` or a tuple, pixels of the full photo: detect only there (photos of several people).
+        focal_px: focal length in pixels at ``size``; None: from EXIF, else the stated default.
+
+    Returns:
+        The :class:`PhotoStart`.
+
+    Raises:
+        InputFileError: unreadable photo. ParameterError: bad ``person`` box, or nobody found
+            (:class:`~posecore.detect.landmarks.NoPersonFoundError`). BackendUnavailableError: no mediapipe.
+    """
+    photo = load_image(image_path)
+    height, width = photo.shape[:2]
+    box = parse_person_box(",".join(str(v) for v in person) if isinstance(person, tuple) else person, width, height)
+    start = time.perf_counter()
+    detection = detect_landmarks(photo_rgb8(photo), box, source=str(image_path))
+    detect_seconds = time.perf_counter() - start
+    fit_w, fit_h = size if size is not None else (width, height)
+    detection = detection.scaled(fit_w, fit_h)
+    focal_source = "given"
+    if focal_px is None:
+        focal_px = focal_from_exif(Path(image_path), fit_w, fit_h)
+        focal_source = "exif" if focal_px is not None else "default"
+        if focal_px is None:
+            focal_px = default_focal_px(fit_w, fit_h)
+    initialiser = landmark_initialiser(body)  # set up once per body (not counted as per-photo time)
+    start = time.perf_counter()
+    init = initialiser.initialise(detection, focal_px)
+    init_seconds = time.perf_counter() - start
+    mask = torch.from_numpy(detection.mask.copy())
+    return PhotoStart(detection, init, mask, focal_source, detect_seconds, init_seconds)
