@@ -79,6 +79,7 @@ def history_of(states) -> list[dict]:
             "loss": s.loss,
             "image_loss": s.image_loss,
             "prior_loss": s.prior_loss,
+            "keypoint_loss": s.keypoint_loss,
             "seconds": round(s.elapsed_s, 4),
         }
         for s in states

@@ -213,3 +213,56 @@ def test_keypoints_with_wrong_shapes_or_indices_are_refused() -> None:
     kp = Keypoints2D(torch.tensor([0]), torch.tensor([[math.nan, 0.0]]), torch.ones(1), 64, 64)
     with pytest.raises(ParameterError, match="NaN"):
         kp.validate(55)
+
+
+def test_the_keypoint_term_pulls_a_fit_towards_the_landmarks(anny) -> None:
+    from posecore.demo import make_demo_case
+    from posecore.fitting.look import Look
+    from posecore.fitting.loop import FitProblem, PoseFitter
+    from posecore.fitting.presets import PAPER, get_preset
+    from posecore.render import get_renderer
+
+    case = make_demo_case(anny, size=64)
+    joints = torch.tensor([model_joints(anny, name)[0] for name, _, _ in KEYPOINTS])
+    with torch.no_grad():
+        truth_joints = anny(case.truth).joints
+    keypoints = _keypoints(case.camera, joints, truth_joints)
+    problem = FitProblem(
+        anny, case.initial, case.target, Look(case.camera), get_renderer("raster"), keypoints=keypoints
+    )
+    states = PoseFitter(problem, get_preset("fast").with_overrides(iterations=12, keypoint_weight=1.0)).run()
+    assert states[0].keypoint_loss > 0
+    assert states[-1].keypoint_loss < 0.5 * states[0].keypoint_loss
+    # The paper's objective stays Eq. 5 as published: no keypoint term.
+    assert PAPER.keypoint_weight == 0
+    paper = PoseFitter(problem, PAPER.with_overrides(iterations=1)).run()
+    assert paper[0].keypoint_loss == 0.0
+
+
+def test_commands_that_do_not_detect_never_import_mediapipe() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, posecore.cli, posecore.fitting.loop, posecore.detect.initialise, posecore.detect.photo; "
+        "posecore.cli.build_parser(); assert 'mediapipe' not in sys.modules, 'mediapipe imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_landmark_files_with_bad_content_are_clear_errors(tmp_path) -> None:
+    from posecore.detect.files import read_landmarks
+    from posecore.errors import InputFileError
+
+    cases = {
+        "not_json.json": "{oops",
+        "other.json": '{"format": "something-else"}',
+        "short.json": '{"format": "posefit-landmarks", "image_size": [64, 64], "landmarks": []}',
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputFileError, match=name):
+            read_landmarks(tmp_path / name)
+    with pytest.raises(InputFileError, match="not found"):
+        read_landmarks(tmp_path / "missing.json")

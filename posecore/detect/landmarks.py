@@ -17,6 +17,11 @@ Landmark indices are MediaPipe's (:data:`LANDMARK_NAMES`); "left" is the person'
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,18 +112,43 @@ class NoPersonFoundError(ParameterError):
 _POSE_CACHE: dict[str, object] = {}
 
 
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silence MediaPipe's C++ start-up logging (TensorFlow Lite and absl lines written straight to file
+    descriptor 2) and protobuf's deprecation warning, so a command's stderr keeps only PoseFit's own lines."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no real descriptor 2 (embedded interpreters): leave it alone
+            yield
+            return
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+
+
 def _mediapipe_pose():
     """One MediaPipe Pose instance per process (building it costs about 0.2 s)."""
     if "pose" not in _POSE_CACHE:
         try:
-            import mediapipe as mp
+            with _quiet_native_logs():
+                import mediapipe as mp
         except ImportError as exc:
             raise BackendUnavailableError(
                 f"detecting people in photos needs MediaPipe: pip install mediapipe==0.10.14 ({exc})"
             ) from exc
-        _POSE_CACHE["pose"] = mp.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5
-        )
+        with _quiet_native_logs():
+            _POSE_CACHE["pose"] = mp.solutions.pose.Pose(
+                static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5
+            )
     return _POSE_CACHE["pose"]
 
 
@@ -168,7 +198,9 @@ def detect_landmarks(
     height, width = arr.shape[:2]
     x0, y0, x1, y1 = person_box if person_box is not None else (0, 0, width, height)
     crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
-    result = _mediapipe_pose().process(crop)
+    pose = _mediapipe_pose()
+    with _quiet_native_logs():
+        result = pose.process(crop)
     if result.pose_landmarks is None or result.pose_world_landmarks is None:
         where = f" inside the box {person_box}" if person_box is not None else ""
         raise NoPersonFoundError(f"{source}: no person found{where}")
