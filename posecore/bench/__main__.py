@@ -1,4 +1,4 @@
-"""``python -m posecore.bench {speed,accuracy} ...``: benchmarks that print tables.
+"""``python -m posecore.bench {speed,accuracy,photo} ...``: benchmarks that print tables.
 
 The benchmark scene set is made by ``scripts/make_benchmark_scenes.py`` (it renders targets with Blender).
 """
@@ -6,7 +6,7 @@ The benchmark scene set is made by ``scripts/make_benchmark_scenes.py`` (it rend
 import importlib
 import sys
 
-COMMANDS = {"speed": "posecore.bench.speed", "accuracy": "posecore.bench.accuracy"}
+COMMANDS = {"speed": "posecore.bench.speed", "accuracy": "posecore.bench.accuracy", "photo": "posecore.bench.photo"}
 
 
 def main() -> int:

@@ -1,0 +1,299 @@
+"""Photo-start benchmark: fits from the photo alone beside fits from the scenes' init files, with and without the
+keypoint term, and the time detection and initialisation take per image.
+
+    python -m posecore.bench photo --scenes DIR [--iterations N] [--size S] [--limit N] [--threads T] [--out docs/]
+
+For each whole-body scene of a set made by ``scripts/make_benchmark_scenes.py`` (selective scenes fit one part of a
+given init and are left out) it runs three fits with the ``fast`` preset:
+
+- ``photo``: no init file and no mask: MediaPipe landmarks -> body and camera (:mod:`posecore.detect`), the detected
+  person mask, the keypoint term on the detected landmarks;
+- ``init + keypoints``: the scene's (faulty) init file and camera, the keypoint term on the detected landmarks;
+- ``init``: the init file alone (the image term and prior only).
+
+A photo start has its own camera (focal length from the stated default, not the truth), so joints are compared in
+each fit's own camera frame with the hip centres aligned (RA-MPJPE, mm), and after a similarity alignment
+(PA-MPJPE, mm). ``arms`` says whether the fitted arms (shoulders, elbows, wrists) lie nearer the true arms than the
+true pose with its arms swapped left/right and mirrored (the swapped-arms scene's error); arm MPJPE is over those.
+Rows go to ``OUT/photo.json`` and a table into ``OUT/results.md`` between ``<!-- photo:start -->`` and
+``<!-- photo:end -->``; the photo fits' figure grid to ``OUT/images/photo_grid.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from posecore.bench.accuracy import SceneResult, grid_png, load_scene, machine_line, scene_folders, scene_kind
+from posecore.bodies.base import BodyModel, BodyParams
+from posecore.cameras.pinhole import PinholeCamera
+from posecore.errors import PoseFitError
+from posecore.metrics import mpjpe_mm, pa_mpjpe_mm
+
+START_MARKER = "<!-- photo:start -->"
+END_MARKER = "<!-- photo:end -->"
+RESULTS_FILE = "photo.json"
+MODES = ("photo", "init + keypoints", "init")
+
+
+def camera_frame_joints(body: BodyModel, params: BodyParams, camera: PinholeCamera) -> torch.Tensor:
+    """(J, 3) joints in the camera's frame with the hip centre at the origin, metres."""
+    from posecore.detect.joint_map import model_joints
+
+    with torch.no_grad():
+        joints = camera.world_to_camera(body(params).joints)
+    hips = joints[[model_joints(body, "left_hip")[0], model_joints(body, "right_hip")[0]]].mean(0)
+    return joints - hips
+
+
+def swapped_arms(body: BodyModel, params: BodyParams) -> BodyParams:
+    """``params`` with the arms' rotations swapped between the sides and mirrored (the swapped-arms scene's error)."""
+    from posecore.bench.scenes import ARM_JOINTS, mirror_rotation, model_joint
+
+    out = params.clone()
+    for suffix in ARM_JOINTS:
+        left, right = model_joint(body, f"left_{suffix}"), model_joint(body, f"right_{suffix}")
+        out.rotations[left] = mirror_rotation(body, params.rotations[right])
+        out.rotations[right] = mirror_rotation(body, params.rotations[left])
+    return out
+
+
+def arm_joints(body: BodyModel) -> list[int]:
+    """Shoulders, elbows and wrists of both sides."""
+    from posecore.detect.joint_map import model_joints
+
+    names = [f"{side}_{n}" for side in ("left", "right") for n in ("shoulder", "elbow", "wrist")]
+    return [model_joints(body, name)[0] for name in names]
+
+
+def arms_on_their_sides(body: BodyModel, found: torch.Tensor, truth: torch.Tensor, swapped: torch.Tensor) -> bool:
+    """Whether the fitted arms ((J, 3) hip-aligned camera-frame joints) lie nearer the true arms than the true pose
+    with its arms swapped left/right (``swapped``, same frame)."""
+    arms = arm_joints(body)
+    return mpjpe_mm(found[arms], truth[arms]) < mpjpe_mm(found[arms], swapped[arms])
+
+
+def fit_mode(scene, body: BodyModel, renderer, preset, mode: str, start) -> SceneResult:
+    """One fit of ``scene`` in ``mode`` (see the module docstring); ``start`` is the scene's photo start."""
+    from posecore.fitting.look import Look
+    from posecore.fitting.loop import FitProblem, PoseFitter
+
+    if mode == "photo":
+        initial, camera, mask = start.init.params, start.init.camera, start.mask
+    else:
+        initial, camera, mask = scene.initial, scene.init_camera, None
+    keypoints = start.init.keypoints if mode != "init" else None
+    problem = FitProblem(body, initial, scene.target, Look(camera), renderer, person_mask=mask, keypoints=keypoints)
+    states = PoseFitter(problem, preset).run()
+    first, last = states[0], states[-1]
+    joints = body.body_joint_indices
+    truth = camera_frame_joints(body, scene.truth, scene.camera)
+    swapped = camera_frame_joints(body, swapped_arms(body, scene.truth), scene.camera)
+    arms = arm_joints(body)
+    before = camera_frame_joints(body, first.params, first.camera)
+    after = camera_frame_joints(body, last.params, last.camera)
+    metrics = {
+        "scene": scene.name,
+        "model": body.name,
+        "kind": scene_kind(scene.record),
+        "mode": mode,
+        "iterations": last.iteration,
+        "seconds": round(last.elapsed_s, 3),
+        "mpjpe_mm": {
+            "before": round(mpjpe_mm(before[joints], truth[joints]), 2),
+            "after": round(mpjpe_mm(after[joints], truth[joints]), 2),
+        },
+        "pa_mpjpe_mm": {
+            "before": round(pa_mpjpe_mm(before[joints], truth[joints]), 2),
+            "after": round(pa_mpjpe_mm(after[joints], truth[joints]), 2),
+        },
+        "arm_mpjpe_mm": {
+            "before": round(mpjpe_mm(before[arms], truth[arms]), 2),
+            "after": round(mpjpe_mm(after[arms], truth[arms]), 2),
+        },
+        "arms": {
+            "before": arms_on_their_sides(body, before, truth, swapped),
+            "after": arms_on_their_sides(body, after, truth, swapped),
+        },
+    }
+    return SceneResult(metrics, scene.target, first.render, last.render, [s.loss for s in states])
+
+
+def run_photo_benchmark(
+    scenes_dir: Path, iterations: int | None, size: int | None, limit: int | None, log=print
+) -> tuple[list[SceneResult], list[dict]]:
+    """Fit every whole-body scene in the three modes; returns the fit results and one timing row per scene."""
+    from posecore.bodies import load_body_model
+    from posecore.detect.photo import photo_start
+    from posecore.fitting.presets import get_preset
+    from posecore.render import get_renderer
+
+    preset = get_preset("fast").with_overrides(iterations=iterations)
+    renderer = get_renderer("raster")
+    folders = [f for f in scene_folders(scenes_dir) if not json.loads((f / "scene.json").read_text()).get("part")]
+    bodies: dict[str, BodyModel] = {}
+    results: list[SceneResult] = []
+    timings: list[dict] = []
+    for folder in folders[:limit]:
+        scene = load_scene(folder, size)
+        if scene.model_spec not in bodies:
+            bodies[scene.model_spec] = load_body_model(scene.model_spec)
+            photo_start(folder / "target.png", bodies[scene.model_spec])  # warm-up: MediaPipe's first call, set-up
+        body = bodies[scene.model_spec]
+        try:
+            start = photo_start(folder / "target.png", body, size=(scene.camera.width, scene.camera.height))
+        except PoseFitError as exc:
+            log(f"{scene.name}: {exc}")
+            timings.append({"scene": scene.name, "detected": False, "error": str(exc)})
+            continue
+        timings.append(
+            {
+                "scene": scene.name,
+                "detected": True,
+                "detect_seconds": round(start.detect_seconds, 4),
+                "init_seconds": round(start.init_seconds, 4),
+                "reprojection_px": round(start.init.reprojection_px, 2),
+            }
+        )
+        for mode in MODES:
+            res = fit_mode(scene, body, renderer, preset, mode, start)
+            m = res.metrics
+            log(
+                f"{scene.name:28s} {mode:17s} RA-MPJPE {m['mpjpe_mm']['before']:6.1f} -> {m['mpjpe_mm']['after']:6.1f}"
+                f"  PA {m['pa_mpjpe_mm']['before']:5.1f} -> {m['pa_mpjpe_mm']['after']:5.1f}  arms "
+                f"{'ok' if m['arms']['after'] else 'SWAPPED'}  {m['seconds']:.1f} s"
+            )
+            results.append(res)
+    return results, timings
+
+
+def _mean(rows: list[dict], key: str, when: str) -> float:
+    return float(np.mean([r[key][when] for r in rows]))
+
+
+def markdown_section(data: dict) -> str:
+    """The photo-start section of docs/results.md."""
+    rows, timings = data["results"], data["timings"]
+    detected = [t for t in timings if t["detected"]]
+    out = [
+        f"Command: `{data['command']}` ({data['date']}; {data['machine']}; {data['threads']} thread(s)).",
+        "",
+        "RA-MPJPE: joints in each fit's own camera frame, hip centres aligned (a photo start has its own camera); "
+        "PA-MPJPE: after a similarity alignment; mean over the body joints, mm, before → after the fit. Arms on their "
+        "sides: fits whose arms (shoulders, elbows, wrists) end nearer the true arms than the true pose with its arms "
+        "swapped left/right and mirrored; arm MPJPE: RA-MPJPE over those six joints.",
+        "",
+        "| start | scenes | iterations | RA-MPJPE mm | PA-MPJPE mm | arm MPJPE mm | arms on their sides | s/scene |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in MODES:
+        group = [r for r in rows if r["mode"] == mode]
+        if not group:
+            continue
+        arms = sum(r["arms"]["after"] for r in group)
+        out.append(
+            f"| {mode} | {len(group)} | {group[0]['iterations']} "
+            f"| {_mean(group, 'mpjpe_mm', 'before'):.1f} → {_mean(group, 'mpjpe_mm', 'after'):.1f} "
+            f"| {_mean(group, 'pa_mpjpe_mm', 'before'):.1f} → {_mean(group, 'pa_mpjpe_mm', 'after'):.1f} "
+            f"| {_mean(group, 'arm_mpjpe_mm', 'before'):.1f} → {_mean(group, 'arm_mpjpe_mm', 'after'):.1f} "
+            f"| {arms} of {len(group)} | {np.mean([r['seconds'] for r in group]):.1f} |"
+        )
+    if detected:
+        out += [
+            "",
+            f"Detection found the person in {len(detected)} of {len(timings)} scenes. Per image (after one warm-up "
+            f"call): detection {1000 * np.median([t['detect_seconds'] for t in detected]):.0f} ms, initialisation "
+            f"{1000 * np.median([t['init_seconds'] for t in detected]):.0f} ms (medians; max "
+            f"{1000 * max(t['detect_seconds'] for t in detected):.0f} / "
+            f"{1000 * max(t['init_seconds'] for t in detected):.0f} ms); 2D reprojection of the initialisation "
+            f"{np.median([t['reprojection_px'] for t in detected]):.1f} px (median).",
+        ]
+    missed = [t for t in timings if not t["detected"]]
+    if missed:
+        out += ["", "No person found: " + ", ".join(t["scene"] for t in missed) + "."]
+    out += [
+        "",
+        "| scene | start | RA-MPJPE mm | PA-MPJPE mm | arm MPJPE mm | arms (before → after) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        arms = f"{'ok' if r['arms']['before'] else 'swapped'} → {'ok' if r['arms']['after'] else 'swapped'}"
+        out.append(
+            f"| {r['scene']} | {r['mode']} | {r['mpjpe_mm']['before']:.0f} → {r['mpjpe_mm']['after']:.0f} "
+            f"| {r['pa_mpjpe_mm']['before']:.0f} → {r['pa_mpjpe_mm']['after']:.0f} "
+            f"| {r['arm_mpjpe_mm']['before']:.0f} → {r['arm_mpjpe_mm']['after']:.0f} | {arms} |"
+        )
+    out += ["", "Fits from the photo alone:", "", "![photo-start fits](images/photo_grid.png)", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put ``section`` between the photo markers of ``path`` (appending a heading and the markers if absent)."""
+    from posecore.io.atomic import atomic_write_text
+
+    block = f"{START_MARKER}\n{section}{END_MARKER}"
+    text = path.read_text() if path.exists() else "# PoseFit results\n"
+    if START_MARKER in text and END_MARKER in text:
+        head, rest = text.split(START_MARKER, 1)
+        _, tail = rest.split(END_MARKER, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## From a photo alone\n\n" + block + "\n"
+    atomic_write_text(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m posecore.bench photo", description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", required=True, help="scene set folder (python scripts/make_benchmark_scenes.py)")
+    parser.add_argument("--iterations", type=int, default=None, help="fast preset iterations (default: its own)")
+    parser.add_argument("--size", type=int, default=None, help="fit at this size (default: the scenes' size)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N whole-body scenes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--out", default="docs", help="folder for results.md, photo.json and images/")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    out = Path(args.out)
+    started = time.perf_counter()
+    try:
+        results, timings = run_photo_benchmark(
+            Path(args.scenes),
+            args.iterations,
+            args.size,
+            args.limit,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    except (FileNotFoundError, ValueError, PoseFitError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not results:
+        print("error: no fit ran", file=sys.stderr)
+        return 1
+    from posecore.figures import save_figure
+    from posecore.io.atomic import atomic_write_text
+
+    photo_fits = [r for r in results if r.metrics["mode"] == "photo"]
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    title = f"from the photo alone: fast, {photo_fits[0].metrics['iterations']} iterations (RA-MPJPE in the labels)"
+    save_figure(out / "images" / "photo_grid.png", grid_png(photo_fits, title))
+    data = {
+        "command": "python -m posecore.bench photo " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_line(),
+        "threads": torch.get_num_threads(),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "results": [r.metrics for r in results],
+        "timings": timings,
+    }
+    atomic_write_text(out / RESULTS_FILE, json.dumps(data, indent=1))
+    section = markdown_section(data)
+    write_section(out / "results.md", section)
+    print(section)
+    return 0
