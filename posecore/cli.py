@@ -214,6 +214,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         optimise=tuple(args.optimise.split(",")) if args.optimise else None,
         prior_weight=args.prior_weight,
+        keypoint_weight=args.keypoint_weight,
     )
     renderer = get_renderer(args.renderer)
     problem = FitProblem(body, initial, target, look, renderer, person_mask=mask, keypoints=keypoints)
@@ -238,6 +239,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "iterations": preset.iterations,
         "optimise": list(preset.optimise),
         "prior_weight": preset.prior_weight,
+        "keypoint_weight": preset.keypoint_weight,
         "size": [width, height],
         "threads": torch.get_num_threads(),
     }
@@ -341,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--render-part-only", action="store_true", help="render only the part (the paper's Fig. 3)")
     fit.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
     fit.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    fit.add_argument("--keypoint-weight", type=float, default=None, help="weight of the 2D keypoint term")
     fit.add_argument("--truth", default=None, help="ground-truth parameters (fit.npz) for MPJPE")
     fit.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
     fit.set_defaults(func=cmd_fit)

@@ -110,17 +110,28 @@ class LandmarkInitialiser:
         return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-9)
 
     def target_directions(self, detection: Detection) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3) bone directions of the 3D landmarks in the model's frame, and (B,) their weights."""
+        """(B, 3) bone directions of the 3D landmarks in the model's frame, and (B,) their weights.
+
+        A bone's weight is its trust times its landmarks' visibility; bones inside the photo keep at least
+        :data:`MIN_VISIBILITY_3D` (MediaPipe's 3D guess for an occluded limb is still informative), bones with a
+        landmark outside the photo do not (its guess for legs out of frame is arbitrary), except the torso's.
+        """
         world = torch.from_numpy(np.asarray(detection.world, np.float32)) @ self.camera_rotation  # R^T x per row
         vis = torch.from_numpy(np.asarray(detection.visibility, np.float32))
-        pts, pvis = {}, {}
+        uv = np.asarray(detection.points, np.float32)
+        inside = (
+            (uv[:, 0] >= 0) & (uv[:, 0] <= detection.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= detection.height - 1)
+        )
+        pts, pvis, pin = {}, {}, {}
         for name, p in POINTS.items():
             pts[name] = world[list(p.landmarks)].mean(0)
             pvis[name] = vis[list(p.landmarks)].min()
+            pin[name] = bool(inside[list(p.landmarks)].all())
         d = torch.stack([pts[b] - pts[a] for a, b, _ in BONES])
         d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         v = torch.stack([torch.minimum(pvis[a], pvis[b]) for a, b, _ in BONES])
-        weights = self.bone_weights * (MIN_VISIBILITY_3D + (1 - MIN_VISIBILITY_3D) * v)
+        floor = torch.tensor([MIN_VISIBILITY_3D if (pin[a] and pin[b]) or a == "mid_hip" else 0.0 for a, b, _ in BONES])
+        weights = self.bone_weights * (floor + (1 - floor) * v)
         return d, weights
 
     def keypoints(self, detection: Detection) -> Keypoints2D:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from posecore.bodies.base import BodyModel
+from posecore.bodies.base import BodyModel, BodyParams
+from posecore.cameras.pinhole import PinholeCamera
 from posecore.detect.initialise import PhotoInit
 from posecore.detect.landmarks import SKELETON, Detection
 
@@ -63,19 +64,22 @@ def landmarks_picture(photo: torch.Tensor, detection: Detection) -> Image.Image:
     return image
 
 
-def init_picture(photo: torch.Tensor, body: BodyModel, init: PhotoInit, opacity: float = 0.6) -> Image.Image:
-    """The initialised body, rendered with PoseFit's rasteriser through the initialised camera, over the photo."""
+def body_picture(
+    photo: torch.Tensor, body: BodyModel, params: BodyParams, camera: PinholeCamera, opacity: float = 0.6
+) -> Image.Image:
+    """The posed body, rendered with PoseFit's rasteriser through ``camera``, over the photo ((H, W, 3) in [0, 1],
+    the camera's size)."""
     from posecore.fitting.loop import fit_lighting
     from posecore.render import RenderScene
     from posecore.render.raster import RasterRenderer
 
     with torch.no_grad():
-        vertices = body(init.params).vertices
+        vertices = body(params).vertices
         scene = RenderScene(
             vertices=vertices,
             faces=body.faces,
             vertex_colors=torch.full((body.num_vertices, 3), 0.85),
-            camera=init.camera,
+            camera=camera,
             lighting=fit_lighting(),
             background=torch.zeros(3),
         )
@@ -91,7 +95,7 @@ def overlay_png(
     """PNG bytes: the landmarks picture, and beside it the initialised body over the photo (when given)."""
     pictures = [landmarks_picture(photo, detection)]
     if body is not None and init is not None:
-        pictures.append(init_picture(photo, body, init))
+        pictures.append(body_picture(photo, body, init.params, init.camera))
     width = sum(p.width for p in pictures)
     canvas = Image.new("RGB", (width, pictures[0].height))
     x = 0
