@@ -88,6 +88,7 @@ PAPER = Preset(
     prior_weight=3.0,
     prior_reference="zero",
     loss_reduction="sum",
+    latent_pose_when_available=True,
     notes="Battogtokh & Borgo 2022, Eq. 5: clamped L2 (sum) + 3 ||theta_b||^2, two SGD optimisers "
     "(momentum 0.9, lr 1e-4 pose, 1e-8 camera angle), 200 iterations.",
 )
