@@ -11,6 +11,7 @@ members are never read. :mod:`posecore.bodies.smplx_body` hands the checked arra
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ MAX_FACES = 4 * MAX_VERTICES
 MAX_SHAPE_COMPONENTS = 400  # v1.1: 300 shape + 100 expression
 MAX_LANDMARKS = 1000
 MAX_MODEL_MEMBERS = 100
+_HEADER_ONLY = 2**62  # header() reads no data; its byte limit is replaced by the element limits below
 MAX_MAGNITUDE = 1e4
 """Largest |value| in a model's float arrays (metres, unit-free blend weights): larger is corrupt data,
 and would overflow to inf in float32."""
@@ -99,11 +101,18 @@ def _max_elements(key: str, num_v: int) -> int:
 
 
 def _header(npz: NpzArchive, key: str, num_v: int) -> NpyHeader:
-    head = npz.header(key, 8 * _max_elements(key, num_v))
+    head = npz.header(key, _HEADER_ONLY)  # reads the header only; the size is checked here, before any data
     kinds = "iu" if key in INDEX_KEYS else "fiu"
     if head.dtype.kind not in kinds:
         expected = "integer indices" if key in INDEX_KEYS else "numbers"
         raise InputFileError(npz.path, f"SMPL-X key {key!r} holds {head.dtype} data, expected {expected}")
+    limit = _max_elements(key, num_v)
+    if math.prod(head.shape) > limit:
+        raise InputFileError(
+            npz.path,
+            f"SMPL-X key {key!r} declares shape {head.shape}: more than the {limit:,} values any SMPL-X model "
+            f"with {num_v:,} vertices has",
+        )
     return head
 
 
