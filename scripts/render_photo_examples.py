@@ -89,9 +89,10 @@ def example(path: pathlib.Path, body, size: int, iterations: int) -> tuple[bytes
     before = image_error_percent(first.render, fitter.target, first.weight)
     after = image_error_percent(last.render, fitter.target, last.weight)
     line = (
-        f"{path.name}: {fit_size[0]}x{fit_size[1]}, detection {1000 * start.detect_seconds:.0f} ms, initialisation "
-        f"{1000 * start.init_seconds:.0f} ms, reprojection {start.init.reprojection_px:.1f} px, upper-body fit "
-        f"{last.iteration} iterations {last.elapsed_s:.1f} s, image error {before:.2f}% -> {after:.2f}% "
+        f"{path.name}: {fit_size[0]}x{fit_size[1]}, detection {1000 * start.detect_seconds:.0f} ms "
+        f"({1000 * start.detect_cpu_seconds:.0f} ms CPU), initialisation {1000 * start.init_seconds:.0f} ms "
+        f"({1000 * start.init_cpu_seconds:.0f} ms CPU), reprojection {start.init.reprojection_px:.1f} px, "
+        f"upper-body fit {last.iteration} iterations {last.elapsed_s:.1f} s, image error {before:.2f}% -> {after:.2f}% "
         f"({torch.get_num_threads()} thread(s))"
     )
     return buffer.getvalue(), line
