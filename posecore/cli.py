@@ -224,6 +224,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         prior_weight=args.prior_weight,
         keypoint_weight=args.keypoint_weight,
     )
+    if photo is not None and not args.init and not args.optimise:
+        from posecore.detect.photo import photo_fit_preset
+
+        preset = photo_fit_preset(preset)
     renderer = get_renderer(args.renderer)
     problem = FitProblem(body, initial, target, look, renderer, person_mask=mask, vposer=vposer,
                          initial_code=initial_code, keypoints=keypoints)  # fmt: skip

@@ -46,7 +46,7 @@ def example(path: pathlib.Path, body, size: int, iterations: int) -> tuple[bytes
     from PIL import Image
 
     from posecore.detect.overlay import body_picture, landmarks_picture
-    from posecore.detect.photo import photo_start
+    from posecore.detect.photo import photo_fit_preset, photo_start
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
     from posecore.fitting.presets import get_preset
@@ -70,7 +70,7 @@ def example(path: pathlib.Path, body, size: int, iterations: int) -> tuple[bytes
         person_mask=start.mask,
         keypoints=start.init.keypoints,
     )
-    fitter = PoseFitter(problem, get_preset("fast").with_overrides(iterations=iterations))
+    fitter = PoseFitter(problem, photo_fit_preset(get_preset("fast").with_overrides(iterations=iterations)))
     states = fitter.run()
     first, last = states[0], states[-1]
     panels = [

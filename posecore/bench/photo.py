@@ -8,7 +8,8 @@ For each whole-body scene of a set made by ``scripts/make_benchmark_scenes.py`` 
 given init and are left out) it runs three fits with the ``fast`` preset:
 
 - ``photo``: no init file and no mask: MediaPipe landmarks -> body and camera (:mod:`posecore.detect`), the detected
-  person mask, the keypoint term on the detected landmarks;
+  person mask, the keypoint term on the detected landmarks, the body's translation optimised too
+  (:func:`~posecore.detect.photo.photo_fit_preset`, as ``fit`` without ``--init`` does);
 - ``init + keypoints``: the scene's (faulty) init file and camera, the keypoint term on the detected landmarks;
 - ``init``: the init file alone (the image term and prior only).
 
@@ -100,7 +101,10 @@ def fit_mode(scene, body: BodyModel, renderer, preset, mode: str, start) -> Scen
     from posecore.fitting.loop import FitProblem, PoseFitter
 
     if mode == "photo":
+        from posecore.detect.photo import photo_fit_preset
+
         initial, camera, mask = start.init.params, start.init.camera, start.mask
+        preset = photo_fit_preset(preset)
     else:
         initial, camera, mask = scene.initial, scene.init_camera, None
     keypoints = start.init.keypoints if mode != "init" else None

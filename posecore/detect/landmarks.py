@@ -76,7 +76,7 @@ class Detection:
         from PIL import Image
 
         mask = np.asarray(
-            Image.fromarray(self.mask.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR),
+            Image.fromarray(self.mask.astype(np.float32)).resize((width, height), Image.BILINEAR),
             np.float32,
         )
         box = None

@@ -17,6 +17,7 @@ from posecore.bodies.base import BodyModel
 from posecore.detect.camera_solve import default_focal_px, focal_from_exif
 from posecore.detect.initialise import PhotoInit, landmark_initialiser
 from posecore.detect.landmarks import Detection, detect_landmarks, parse_person_box
+from posecore.fitting.presets import Preset
 from posecore.io.images import load_image
 
 
@@ -57,6 +58,19 @@ class PhotoStart:
             "detect_cpu_seconds": round(self.detect_cpu_seconds, 4),
             "init_cpu_seconds": round(self.init_cpu_seconds, 4),
         }
+
+
+def photo_fit_preset(preset: Preset) -> Preset:
+    """The preset for a fit from a photo start: ``preset`` that also moves the body's translation.
+
+    A photo start's camera is placed with a guessed focal length (unless EXIF gives one) and a default body size, so
+    the body's placement along the view is approximate; letting the fit move it matters. Measured on three benchmark
+    scenes (fast, 150 iterations): RA-MPJPE 98.6 -> 54.1 mm instead of -> 115.8 mm, 91.2 -> 76.3 instead of
+    -> 102.5, 76.3 -> 66.3 instead of -> 84.3.
+    """
+    if "translation" in preset.optimise:
+        return preset
+    return preset.with_overrides(optimise=(*preset.optimise, "translation"))
 
 
 def photo_rgb8(image: torch.Tensor) -> np.ndarray:
