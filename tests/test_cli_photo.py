@@ -102,3 +102,17 @@ def test_a_person_box_outside_the_photo_exits_2(rendered, tmp_path, capsys) -> N
     argv = ["fit", "--image", str(folder / "photo.png"), "--person", "0,0,500,500", "--out", str(tmp_path / "o")]
     code, _, err = run(argv, capsys)
     assert code == 2 and "--person box" in err and err.count("\n") == 1
+
+
+def test_fit_without_init_initialises_an_smplx_format_model_too(
+    rendered, synthetic_smplx_dir, tmp_path, capsys
+) -> None:
+    folder, _ = rendered
+    out = tmp_path / "smplx"
+    argv = ["fit", "--image", str(folder / "photo.png"), "--model", f"smplx:{synthetic_smplx_dir}",
+            "--iterations", "2", "--out", str(out)]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    saved = np.load(out / "fit.npz")
+    assert str(saved["model"]) == "smplx" and saved["rotations"].shape == (55, 3)
+    assert json.loads((out / "result.json").read_text())["settings"]["photo_start"]["reprojection_px"] < 5.0
