@@ -264,12 +264,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def initial_from_photo(args: argparse.Namespace, image_path: Path, body, size: tuple[int, int]):
-    """Detect the person when the fit needs it (no ``--init``, ``--mask auto``, or ``--keypoints detect``).
+    """Detect the person when the fit needs it (no ``--init``, ``--mask auto``, ``--keypoints detect``, or a
+    ``--person`` box: with an init file, the box's detection then gives the mask and the keypoint term).
 
     Returns:
         A :class:`posecore.detect.photo.PhotoStart` at the fit's ``size`` (width, height), or None.
     """
-    wants = not args.init or args.mask == "auto" or args.keypoints == "detect"
+    wants = not args.init or args.mask == "auto" or args.keypoints == "detect" or args.person is not None
     if not wants:
         return None
     from posecore.detect.photo import photo_start
