@@ -156,81 +156,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from posecore.bodies import load_body_model, params_from_init
-    from posecore.cameras.init_camera import camera_from_init
-    from posecore.errors import InputFileError, ParameterError
-    from posecore.fitting.look import Look
-    from posecore.fitting.loop import FitProblem, PoseFitter
-    from posecore.fitting.presets import get_preset
-    from posecore.io.images import load_image, load_image_alpha, load_mask
+    from posecore.bodies import params_from_init
+    from posecore.fitting.setup import FitOptions, prepare_fit
     from posecore.io.init_files import read_init
-    from posecore.render import get_renderer
 
     _threads(args.threads)
-    image_path = Path(args.image)
-    if not image_path.is_file():
-        raise InputFileError(image_path, "target image not found")
-    try:
-        with Image.open(image_path) as im:
-            source_size = im.size
-    except OSError as exc:
-        raise InputFileError(image_path, f"not a readable image ({exc})") from exc
-    width, height = source_size
-    if args.size:
-        scale = args.size / max(width, height)
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    target = load_image(image_path, size=(width, height))
-    mask = None
-    if args.mask:
-        mask = load_mask(args.mask, size=(width, height))
-    elif args.mask_from_alpha:
-        mask = load_image_alpha(image_path, size=(width, height))
-        if mask is None:
-            raise InputFileError(image_path, "--mask-from-alpha: the image has no alpha channel")
-    init = read_init(args.init, frame=args.frame)
-    body = load_body_model(args.model)
-    initial = params_from_init(body, init)
-    camera = camera_from_init(init.camera, width, height, source_size)
-    crop = None
-    if args.crop:
-        try:
-            crop = tuple(int(v) for v in args.crop.split(","))
-        except ValueError:
-            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}") from None
-        if len(crop) != 4:
-            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}")
-    look = Look(camera, part=args.part, crop=crop, render_part_only=args.render_part_only)
-    preset = get_preset(args.preset).with_overrides(
-        iterations=args.iterations,
-        optimise=tuple(args.optimise.split(",")) if args.optimise else None,
-        prior_weight=args.prior_weight,
-    )
-    renderer = get_renderer(args.renderer)
-    fitter = PoseFitter(FitProblem(body, initial, target, look, renderer, person_mask=mask), preset)
+    prepared = prepare_fit(FitOptions.from_args(args))
+    fitter = prepared.fitter()
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
     if args.truth:
-        truth = params_from_init(body, read_init(args.truth))
-    metrics = summarise(body, states, target, truth)
-    settings = {
-        "command": "fit",
-        "image": str(image_path),
-        "init": str(args.init),
-        "model": args.model,
-        "preset": preset.name,
-        "renderer": renderer.name,
-        "part": args.part,
-        "crop": crop,
-        "mask": args.mask,
-        "iterations": preset.iterations,
-        "optimise": list(preset.optimise),
-        "prior_weight": preset.prior_weight,
-        "size": [width, height],
-        "threads": torch.get_num_threads(),
-    }
-    write_outputs(Path(args.out), body, fitter, states, target, metrics, settings)
+        truth = params_from_init(prepared.body, read_init(args.truth))
+    metrics = summarise(prepared.body, states, prepared.problem.target, truth)
+    settings = prepared.settings("fit")
+    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
 
