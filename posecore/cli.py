@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from posecore.errors import PoseFitError
+from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.report import history_of, summarise
 
 
 def _threads(value: int | None) -> None:
@@ -44,45 +45,6 @@ def run_fit_loop(fitter, show_progress: bool) -> list:
         if bar is not None:
             bar.close()
     return states
-
-
-def summarise(body, states, target, truth=None) -> dict:
-    """Metrics before/after: image error (paper Table 1), and MPJPE / PA-MPJPE when the truth is known."""
-    from posecore.metrics import image_error_percent, mpjpe_mm, pa_mpjpe_mm
-
-    first, last = states[0], states[-1]
-    metrics = {
-        "image_error_percent": {
-            "before": image_error_percent(first.render, target, first.weight),
-            "after": image_error_percent(last.render, target, last.weight),
-        },
-        "loss": {"before": first.loss, "after": last.loss},
-        "iterations": last.iteration,
-        "seconds": last.elapsed_s,
-        "seconds_per_iteration": last.elapsed_s / max(1, last.iteration),
-    }
-    if truth is not None:
-        joints = body.body_joint_indices
-        with torch.no_grad():
-            true_j = body(truth).joints[joints]
-            before = body(first.params).joints[joints]
-            after = body(last.params).joints[joints]
-        metrics["mpjpe_mm"] = {"before": mpjpe_mm(before, true_j), "after": mpjpe_mm(after, true_j)}
-        metrics["pa_mpjpe_mm"] = {"before": pa_mpjpe_mm(before, true_j), "after": pa_mpjpe_mm(after, true_j)}
-    return metrics
-
-
-def history_of(states) -> list[dict]:
-    return [
-        {
-            "iteration": s.iteration,
-            "loss": s.loss,
-            "image_loss": s.image_loss,
-            "prior_loss": s.prior_loss,
-            "seconds": round(s.elapsed_s, 4),
-        }
-        for s in states
-    ]
 
 
 def write_outputs(out: Path, body, fitter, states, target, metrics, settings) -> None:
@@ -174,6 +136,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from posecore.batch.plan import BatchJob, count_init_frames
+    from posecore.batch.runner import run_batch
+    from posecore.fitting.setup import FitOptions, preset_for
+    from posecore.io.frame_sources import open_frame_source
+
+    if args.workers is not None and args.workers < 0:
+        raise ParameterError(f"--workers must be 0 (serial, no Ray) or more, got {args.workers}")
+    options = FitOptions.from_args(args)
+    preset_for(options)  # bad preset options fail here, not once per frame
+    source = open_frame_source(args.frames)
+    job = BatchJob(source, options, str(args.out), args.chunk, count_init_frames(args.init, len(source.frames)),
+                   threads=args.threads or 1)  # fmt: skip
+    summary = run_batch(job, workers=args.workers, address=args.address, show_progress=sys.stderr.isatty())
+    print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
+    return 0 if not summary["failed"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from posecore.fitting.parts import PART_NAMES
     from posecore.fitting.presets import DEFAULT_PRESET, PRESETS, UPSTREAM_PARAMETERS
@@ -210,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--truth", default=None, help="ground-truth parameters (fit.npz) for MPJPE")
     fit.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
     fit.set_defaults(func=cmd_fit)
+
+    batch = sub.add_parser("batch", help="fit every frame of a folder, glob or movie, on Ray")
+    common(batch)
+    batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
+    batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
+    batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
+    batch.add_argument("--workers", type=int, default=None, help="Ray workers (default: every CPU); 0 = serial")
+    batch.add_argument("--address", default=None, help="join a running Ray cluster (auto, HOST:PORT, ray://...)")
+    batch.add_argument("--chunk", type=int, default=16, help="frames per chunk (warm-started in order)")
+    batch.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    batch.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
+    batch.add_argument("--render-part-only", action="store_true", help="render only the part")
+    batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
+    batch.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    batch.set_defaults(func=cmd_batch)
     return parser
 
 
