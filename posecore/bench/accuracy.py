@@ -162,6 +162,7 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
         "size": scene.camera.width,
         "kind": scene_kind(scene.record),
         "iterations": last.iteration,
+        "best_iteration": last.best_iteration,
         "seconds": round(last.elapsed_s, 3),
         "seconds_per_iteration": round(last.elapsed_s / max(1, last.iteration), 4),
         "mpjpe_mm": _pair(mpjpe_mm(before_j[joints], truth_j[joints]), mpjpe_mm(after_j[joints], truth_j[joints])),

@@ -4,13 +4,17 @@
 optimisation step per ``next()`` and yields a :class:`FitState`. Callers drive it at their own pace (a
 terminal progress bar, a Blender timer, a batch script) and may stop at any time: the initial parameters
 are never modified, so a cancelled fit restores exactly by using ``fitter.initial``.
+
+A fit never hands back something worse than it started from: the closing state (``final=True``) holds the
+parameters with the lowest objective seen over the whole run, the initialisation included (iteration 0), not
+the last iterate. ``FitState.best_iteration`` says which iteration that was.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -49,7 +53,8 @@ class FitState:
 
     Attributes:
         iteration: 0-based index of the parameters that were rendered (``params``). The last state of a
-            fit (``final=True``) has iteration == number of steps taken and is a pure evaluation.
+            fit (``final=True``) has iteration == number of steps taken: it is the fit's result, the best
+            parameters seen (see ``best_iteration``), not necessarily the last iterate.
         loss, image_loss, prior_loss: the objective of Eq. 5 and its two terms for ``params``.
         params: body parameters rendered at this iteration (detached copies).
         camera_angle: (3,) orbit rotation vector alpha, radians.
@@ -57,7 +62,10 @@ class FitState:
         render: (H, W, 3) the rendered image (detached), clamped to [0, 1].
         weight: (H, W) the pixels that counted in the image loss.
         elapsed_s: wall time since the fit started, seconds.
-        final: True for the closing evaluation after the last step.
+        final: True for the closing state after the last step (the fit's result).
+        best_iteration: the iteration whose parameters had the lowest objective so far (0 = the
+            initialisation); on the final state, the iteration its ``params`` come from.
+        last_loss: on the final state, the objective of the last iterate (>= ``loss``); else equal to ``loss``.
     """
 
     iteration: int
@@ -71,6 +79,8 @@ class FitState:
     weight: torch.Tensor
     elapsed_s: float
     final: bool = False
+    best_iteration: int = 0
+    last_loss: float = float("nan")
 
 
 @dataclass
@@ -249,6 +259,7 @@ class PoseFitter:
             optimizers.append(self._optimizer([{"params": [alpha], "lr": preset.camera_lr}]))
         pyramid = PyramidL2(self.target, preset.pyramid_levels) if preset.pyramid_levels > 1 else None
 
+        best: FitState | None = None
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations
             rotations = base.index_put((free,), pose_var)
@@ -281,7 +292,14 @@ class PoseFitter:
                 weight=weight.detach(),
                 elapsed_s=time.perf_counter() - start,
                 final=final,
+                last_loss=float(loss.detach()),
             )
+            if best is None or state.loss < best.loss:
+                best = state
+            state.best_iteration = best.iteration
+            if final and best is not state:
+                state = replace(best, iteration=iteration, final=True, best_iteration=best.iteration,
+                                last_loss=state.last_loss, elapsed_s=state.elapsed_s)  # fmt: skip
             if not final:
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
@@ -291,7 +309,7 @@ class PoseFitter:
             yield state
 
     def run(self, callback=None) -> list[FitState]:
-        """Run to the end; returns every state (the last one is the final evaluation).
+        """Run to the end; returns every state (the last one is the result: the best parameters seen).
 
         ``callback(state)`` is called after each step; returning True stops the fit early.
         """
