@@ -27,6 +27,12 @@ class Preset:
         extra_lr_scale: learning-rate factor for translation/shape/expression relative to ``pose_lr``.
         pyramid_levels: > 1 replaces the image term by :func:`posecore.fitting.losses.pyramid_l2` with this
             many levels (the mean reduction at each level).
+        coarse_fraction: coarse-to-fine: this fraction of the iterations (after the first) renders at
+            ``coarse_scale`` times the resolution (0 = never).
+        coarse_scale: resolution factor of the coarse iterations.
+        patience: early stop: end the fit when the objective (at full resolution) has not improved on its best by
+            more than ``min_improvement`` (relative) for this many iterations (0 = never stop early).
+        min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
     """
 
     name: str
@@ -41,6 +47,10 @@ class Preset:
     optimise: tuple[str, ...] = ("pose", "camera_angle")
     extra_lr_scale: float = 0.1
     pyramid_levels: int = 1
+    coarse_fraction: float = 0.0
+    coarse_scale: float = 0.5
+    patience: int = 0
+    min_improvement: float = 1e-3
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -61,6 +71,14 @@ class Preset:
             raise ParameterError(f"prior_reference must be 'zero' or 'init', got {self.prior_reference!r}")
         if self.pyramid_levels < 1:
             raise ParameterError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
+        if not 0.0 <= self.coarse_fraction < 1.0:
+            raise ParameterError(f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
+        if not 0.0 < self.coarse_scale <= 1.0:
+            raise ParameterError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
+        if self.patience < 0 or self.min_improvement < 0:
+            raise ParameterError(
+                f"patience and min_improvement must be >= 0, got {self.patience}, {self.min_improvement}"
+            )
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
