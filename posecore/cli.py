@@ -150,6 +150,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     job = BatchJob(source, options, str(args.out), args.chunk, count_init_frames(args.init, len(source.frames)),
                    threads=args.threads or 1)  # fmt: skip
     summary = run_batch(job, workers=args.workers, address=args.address, show_progress=sys.stderr.isatty())
+    if summary["done"] == summary["frames"]:
+        from posecore.batch.sequence_files import write_sequence_files
+
+        summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
     print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
     return 0 if not summary["failed"] else 1
 
@@ -204,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--render-part-only", action="store_true", help="render only the part")
     batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
     batch.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    batch.add_argument("--smooth", type=float, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames")
     batch.set_defaults(func=cmd_batch)
     return parser
 

@@ -18,6 +18,7 @@ import pytest
 
 from posecore.bench.sequence import make_moving_sequence
 from posecore.cli import main
+from posecore.io.init_files import read_init_sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 6
@@ -49,7 +50,7 @@ def names() -> list[str]:
 
 
 def test_two_ray_workers_equal_a_serial_run(sequence, tmp_path, capsys) -> None:
-    assert main(batch_argv(sequence, tmp_path / "serial", "--workers", "0")) == 0
+    assert main(batch_argv(sequence, tmp_path / "serial", "--workers", "0", "--smooth", "1")) == 0
     assert main(batch_argv(sequence, tmp_path / "ray", "--workers", "2")) == 0
     capsys.readouterr()
     for name in names():
@@ -66,6 +67,14 @@ def test_two_ray_workers_equal_a_serial_run(sequence, tmp_path, capsys) -> None:
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["done"] == FRAMES and summary["failed"] == {} and summary["complete"]
     assert summary["ray"]["workers"] == 2
+    # A complete run stacks its frames; --smooth also writes the filtered sequence. Both read back as inits.
+    raw = read_init_sequence(tmp_path / "serial" / "sequence.npz")
+    smooth = read_init_sequence(tmp_path / "serial" / "smoothed.npz")
+    assert len(raw) == len(smooth) == FRAMES
+    frame_2 = fit_arrays_of(tmp_path / "serial", "frame_002")["rotations"]
+    assert np.allclose(raw[2].rotations_array(list(serial["joint_names"])), frame_2)
+    assert not np.allclose(smooth[2].rotations_array(list(serial["joint_names"])), frame_2)
+    assert not (tmp_path / "ray" / "smoothed.npz").exists()  # no --smooth, no smoothed file
 
 
 def test_killed_run_resumes_with_only_the_missing_frames(sequence, tmp_path, capsys) -> None:

@@ -1,11 +1,11 @@
 """Run a batch: chunks fanned out over Ray (a local Ray started for the run, or a running cluster), or serially.
 
-Ray: ``ray.init(address="local")`` starts a new local Ray (never one found running) with ``workers`` CPUs, no dashboard and a small object store, and shuts
-it down at the end (also on errors and Ctrl-C); ``address`` joins a running cluster instead (``auto``,
-``HOST:PORT`` or ``ray://HOST:PORT``), whose nodes must see the output folder and have PoseFit importable
-(the driver's checkout is put on the workers' ``PYTHONPATH``). Each chunk is one task of one CPU; a task
-whose worker dies is retried (``max_retries``), and a retried chunk skips the frames its first try finished.
-At most ``workers`` chunks run at a time.
+Ray: ``ray.init(address="local")`` starts a new local Ray (never one found running) with ``workers`` CPUs,
+no dashboard and a small object store, and shuts it down at the end (also on errors and Ctrl-C); ``address``
+joins a running cluster instead (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``), whose nodes must see the
+output folder and have PoseFit importable (the driver's checkout is put on the workers' ``PYTHONPATH``). Each
+chunk is one task of one CPU; a task whose worker dies is retried (``max_retries``), and a retried chunk skips
+the frames its first try finished. At most ``workers`` chunks run at a time.
 """
 
 from __future__ import annotations
