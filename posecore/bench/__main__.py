@@ -9,6 +9,8 @@ import sys
 COMMANDS = {
     "speed": ("posecore.bench.speed", "renderer time per iteration, whole-fit time per preset, frames per hour"),
     "accuracy": ("posecore.bench.accuracy", "MPJPE / image error on the benchmark scene set"),
+    "batch": ("posecore.bench.batch", "batch throughput: serial, local Ray 1/2 workers, a 2-node Ray cluster"),
+    "smoothing": ("posecore.bench.smoothing", "MPJPE / acceleration error with and without temporal smoothing"),
 }
 
 

@@ -107,10 +107,10 @@ FAST = Preset(
     prior_reference="init",
     loss_reduction="mean",
     pyramid_levels=5,
-    patience=20,
-    min_improvement=0.002,
+    patience=15,
+    min_improvement=0.005,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
-    "towards the initialisation; stops early once the objective has not improved by 0.2% for 20 iterations.",
+    "towards the initialisation; stops early once the objective has not improved by 0.5% for 15 iterations.",
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, FAST)}
