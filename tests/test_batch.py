@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -161,3 +162,50 @@ def test_address_joins_a_running_cluster(sequence, tmp_path, capsys) -> None:
     assert summary["done"] == FRAMES
     assert summary["ray"]["address"].endswith(f":{port}")
     assert summary["ray"]["cpus"] == 1
+
+
+def _descendants_running(marker: str) -> list[int]:
+    """Pids of this process's descendants whose command line contains ``marker``."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                continue
+            pid = int(entry.name)
+            while pid > 1 and pid != me:  # walk up the parents
+                pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if pid == me:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the Ray worker through /proc (Linux)")
+def test_a_killed_worker_has_its_chunk_retried(sequence, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    result: dict = {}
+    argv = batch_argv(sequence, out, "--workers", "1", "--chunk", str(FRAMES), "--iterations", "40")
+    thread = threading.Thread(target=lambda: result.setdefault("code", main(argv)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "frame_000" / "fit.npz").is_file():
+            assert thread.is_alive() and time.monotonic() < deadline, "no frame was fitted"
+            time.sleep(0.05)
+        workers = _descendants_running("ray::fit_chunk")
+        assert len(workers) == 1, workers
+        done_before = {n: (out / n / "fit.npz").stat().st_mtime_ns for n in names() if (out / n / "fit.npz").is_file()}
+        assert len(done_before) < FRAMES
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        thread.join(timeout=600)
+    capsys.readouterr()
+    assert result.get("code") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == FRAMES and summary["failed"] == {}
+    for name, mtime in done_before.items():  # the retried chunk skipped what its first try had finished
+        assert (out / name / "fit.npz").stat().st_mtime_ns == mtime

@@ -88,7 +88,7 @@ def run_on_ray(
                 chunk = running.pop(ref)
                 try:
                     outcomes = ray.get(ref)
-                except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
+                except ray.exceptions.RayError as exc:  # the task failed on every try (a crashed worker, ...)
                     reason = f"worker failed after {TASK_MAX_RETRIES} retries: {str(exc).splitlines()[0]}"
                     outcomes = [
                         FrameOutcome(f.name, f.index, "skipped" if job.is_done(f) else "failed", reason)

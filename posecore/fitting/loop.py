@@ -298,7 +298,9 @@ class PoseFitter:
         stale = 0  # full-resolution iterations since the best objective last improved by min_improvement
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations or (
-                preset.patience > 0 and iteration > coarse_until and stale >= preset.patience
+                preset.patience > 0
+                and iteration > max(coarse_until, preset.min_iterations)
+                and stale >= preset.patience
             )
             level = coarse if coarse is not None and 0 < iteration < coarse_until else fine
             rotations = base.index_put((free,), pose_var)

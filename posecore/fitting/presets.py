@@ -33,6 +33,8 @@ class Preset:
         patience: early stop: end the fit when the objective (at full resolution) has not improved on its best by
             more than ``min_improvement`` (relative) for this many iterations (0 = never stop early).
         min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
+        min_iterations: no early stop before this many iterations (a selective fit's objective, whose counted
+            region moves with the part, can rise for a while before it falls).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Preset:
     coarse_scale: float = 0.5
     patience: int = 0
     min_improvement: float = 1e-3
+    min_iterations: int = 0
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -75,7 +78,7 @@ class Preset:
             raise ParameterError(f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
         if not 0.0 < self.coarse_scale <= 1.0:
             raise ParameterError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
-        if self.patience < 0 or self.min_improvement < 0:
+        if self.patience < 0 or self.min_improvement < 0 or self.min_iterations < 0:
             raise ParameterError(
                 f"patience and min_improvement must be >= 0, got {self.patience}, {self.min_improvement}"
             )
@@ -109,8 +112,10 @@ FAST = Preset(
     pyramid_levels=5,
     patience=15,
     min_improvement=0.005,
+    min_iterations=40,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
-    "towards the initialisation; stops early once the objective has not improved by 0.5% for 15 iterations.",
+    "towards the initialisation; stops early (after 40 iterations at the least) once the objective has not "
+    "improved by 0.5% for 15 iterations.",
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, FAST)}
