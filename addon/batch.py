@@ -18,7 +18,8 @@ Exit status: 0 done; 2 bad input, with one line on stderr (missing .blend, no Po
 missing target images, ...); 1 other failures; 130 interrupted.
 
 The extension's code comes from an enabled PoseFit extension if there is one, else from the checkout this file
-sits in (registered for this process only).
+sits in (registered for this process only, and unregistered again before the script ends: Blender 4.2
+segfaults and 4.5 hangs at exit when a script leaves an add-on module registered).
 """
 
 from __future__ import annotations
@@ -90,7 +91,22 @@ def load_extension() -> ModuleType:
         sys.modules[CHECKOUT_PACKAGE] = module
         spec.loader.exec_module(module)
         module.register()
+        _registered.append(module)
     return importlib.import_module(f"{CHECKOUT_PACKAGE}.addon")
+
+
+_registered: list[ModuleType] = []
+"""The checkout package while this script has it registered (see :func:`unload_extension`)."""
+
+
+def unload_extension() -> None:
+    """Unregister the checkout if :func:`load_extension` registered it, and forget its modules, so Blender's
+    exit finds no add-on classes it did not register itself."""
+    while _registered:
+        module = _registered.pop()
+        module.unregister()
+        for name in [n for n in sys.modules if n == CHECKOUT_PACKAGE or n.startswith(CHECKOUT_PACKAGE + ".")]:
+            del sys.modules[name]
 
 
 def open_blend(path: str | None) -> None:
@@ -224,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args)
         except PoseFitError as exc:
             raise BadInputError(str(exc)) from None
+        finally:
+            unload_extension()
     except BadInputError as exc:
         print(f"{PREFIX}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

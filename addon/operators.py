@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+
 import bpy
 import torch
 
@@ -141,7 +144,7 @@ class FitDriver:
             FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer), preset
         )
         self.snapshot = scene_io.snapshot_pose(self.arm_obj)
-        self.camera_matrix = self.cam_obj.matrix_world.copy()
+        self.camera_snapshot = scene_io.snapshot_camera(self.cam_obj)
         self._steps = self.fitter.steps()
         self.state: FitState | None = None
         self.first: FitState | None = None
@@ -210,7 +213,7 @@ class FitDriver:
     def cancel(self) -> None:
         """Restore the pose and the camera exactly as they were before the fit."""
         scene_io.restore_pose(self.arm_obj, self.snapshot)
-        self.cam_obj.matrix_world = self.camera_matrix
+        scene_io.restore_camera(self.cam_obj, self.camera_snapshot)
         self.scene.posefit.status_message = "Cancelled: pose restored"
 
     def run(self) -> FitState:
@@ -259,25 +262,50 @@ class _ModalFit:
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if not self._start(context):
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.01, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, self._driver.total)
+        self._begin(context)
+        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        result = handle_event(self._driver, event.type)
-        if result == {"PASS_THROUGH"}:
-            return result
+    def _begin(self, context: bpy.types.Context) -> None:
+        """The timer that drives the steps, the progress bar and the status-bar text (removed by _cleanup)."""
         wm = context.window_manager
-        wm.progress_update(self._driver.progress)
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.progress_begin(0, self._driver.total)
         if context.workspace is not None:
             context.workspace.status_text_set(self._driver.status_text)
-        if context.area is not None:
-            context.area.tag_redraw()
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        try:
+            result = handle_event(self._driver, event.type)
+            if result == {"PASS_THROUGH"}:
+                return result
+            context.window_manager.progress_update(self._driver.progress)
+            if context.workspace is not None:
+                context.workspace.status_text_set(self._driver.status_text)
+            if context.area is not None:
+                context.area.tag_redraw()
+        except Exception as exc:  # any failure must end the modal fit cleanly
+            return self._fail(context, exc)
         if result != {"RUNNING_MODAL"}:
             self._cleanup(context)
+            message = context.scene.posefit.status_message
+            if result == {"CANCELLED"} and message.startswith("Error: "):
+                self.report({"ERROR"}, f"PoseFit: {message.removeprefix('Error: ')}")
         return result
+
+    def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+        """End the fit after an unexpected exception: restore what can be restored, remove the timer, progress
+        bar and status text, and report the error in Blender's info area (and the panel's status line)."""
+        message = failure_message(exc)
+        if not isinstance(exc, (PoseFitError, ReferenceError)):
+            traceback.print_exc()  # the full story for the console; the user sees one line
+        with contextlib.suppress(Exception):  # the body or camera may be gone (ReferenceError)
+            self._driver.cancel()
+        self._cleanup(context)
+        with contextlib.suppress(Exception):
+            context.scene.posefit.status_message = f"Error: {message}"
+        self.report({"ERROR"}, f"PoseFit: {message}")
+        return {"CANCELLED"}
 
     def _cleanup(self, context: bpy.types.Context) -> None:
         wm = context.window_manager
@@ -287,6 +315,16 @@ class _ModalFit:
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
+        self._driver = None
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the info area about an exception that ended a fit."""
+    if isinstance(exc, PoseFitError):
+        return str(exc)
+    if isinstance(exc, ReferenceError):
+        return "the fit stopped because the body, its mesh or the camera was deleted while it ran"
+    return f"the fit stopped: {type(exc).__name__}: {exc}"
 
 
 class POSEFIT_OT_fit(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blender naming convention)

@@ -247,6 +247,40 @@ def restore_pose(arm_obj: bpy.types.Object, snapshot: dict[str, tuple]) -> None:
         pb.scale = scale
 
 
+_OBJECT_CHANNELS = (
+    "location",
+    "rotation_mode",
+    "rotation_euler",
+    "rotation_quaternion",
+    "rotation_axis_angle",
+    "scale",
+    "delta_location",
+    "delta_rotation_euler",
+    "delta_rotation_quaternion",
+    "delta_scale",
+)
+_CAMERA_CHANNELS = ("type", "lens", "lens_unit", "shift_x", "shift_y", "sensor_fit", "sensor_width", "sensor_height")
+
+
+def snapshot_camera(cam_obj: bpy.types.Object) -> dict[str, object]:
+    """The camera object's own channels (location, rotation mode and every rotation, scale, deltas) and its
+    lens, shift and sensor, exactly as stored (not ``matrix_world``, whose round trip loses the last bits)."""
+    snap: dict[str, object] = {}
+    for name in _OBJECT_CHANNELS:
+        value = getattr(cam_obj, name)
+        snap[f"object.{name}"] = value if isinstance(value, str) else tuple(value)
+    for name in _CAMERA_CHANNELS:
+        snap[f"data.{name}"] = getattr(cam_obj.data, name)
+    return snap
+
+
+def restore_camera(cam_obj: bpy.types.Object, snapshot: dict[str, object]) -> None:
+    """Undo every change to the camera since :func:`snapshot_camera`, bit for bit."""
+    for key, value in snapshot.items():
+        owner, name = key.split(".", 1)
+        setattr(cam_obj if owner == "object" else cam_obj.data, name, value)
+
+
 # ---------------------------------------------------------------------------------------------- cameras
 def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     """Final render (width, height) in pixels, percentage applied."""

@@ -22,8 +22,8 @@ except Exception as exc:  # ImportError, or missing system libraries (OSError)
 
 import addon_utils
 from blender_support import clear_scene as _clear_scene
+from blender_support import fcurves as _fcurves
 from blender_support import raise_error as _raise
-from bpy_extras import anim_utils
 
 from posecore import rig as rigmath
 from posecore.demo import JUDO_POSE, pose_from_table
@@ -216,12 +216,11 @@ def test_execute_moves_the_arm_toward_the_truth_and_keyframes(imported, anny, ex
     print(f"left-arm rotation error: {before:.1f} -> {after:.1f} degrees")
     assert after < 0.7 * before
     assert torch.allclose(rotations[other], leg_before, atol=1e-6)  # selective: the leg stayed
-    action = arm.animation_data.action
-    bag = anim_utils.action_get_channelbag_for_slot(action, arm.animation_data.action_slot)
-    paths = {fc.data_path for fc in bag.fcurves}
+    curves = _fcurves(arm)
+    paths = {fc.data_path for fc in curves}
     assert 'pose.bones["upperarm01.L"].rotation_quaternion' in paths
     assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in paths
-    for fc in bag.fcurves:
+    for fc in curves:
         assert [k.co[0] for k in fc.keyframe_points] == [7.0]
     assert math.isclose(bpy.context.scene.posefit.status_iteration, 25)
 
@@ -276,3 +275,147 @@ def test_manifest_passes_blenders_validator():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success" in result.stdout
+
+
+def _camera_channels(cam) -> tuple:
+    data = cam.data
+    return (
+        tuple(cam.location),
+        cam.rotation_mode,
+        tuple(cam.rotation_euler),
+        tuple(cam.rotation_quaternion),
+        tuple(cam.scale),
+        data.lens,
+        data.shift_x,
+        data.shift_y,
+        data.sensor_fit,
+        data.sensor_width,
+        data.sensor_height,
+    )
+
+
+def _set_camera_channels(cam, channels: tuple) -> None:
+    location, mode, euler, quaternion, scale, lens, shift_x, shift_y, fit, width, height = channels
+    cam.location, cam.rotation_mode, cam.rotation_euler, cam.rotation_quaternion, cam.scale = (
+        location,
+        mode,
+        euler,
+        quaternion,
+        scale,
+    )
+    data = cam.data
+    data.lens, data.shift_x, data.shift_y, data.sensor_fit = lens, shift_x, shift_y, fit
+    data.sensor_width, data.sensor_height = width, height
+
+
+def test_escape_then_fit_is_bit_identical_to_a_fresh_fit(imported, ext):
+    """Esc restores the camera's own channels (not matrix_world, whose round trip changes the last bits), so a fit
+    after Esc lands exactly where a fit from the untouched scene lands."""
+    scene_io, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size, settings.keyframe = "part_left_arm", 6, SIZE, False
+    arm, cam = imported["arm"], bpy.context.scene.camera
+    # A camera whose matrix_world does not round-trip exactly: Euler angles and a non-unit scale.
+    cam.rotation_mode = "XYZ"  # Blender converts the current rotation
+    cam.rotation_euler = (cam.rotation_euler[0] + 0.0123, cam.rotation_euler[1] - 0.0071, cam.rotation_euler[2] + 0.013)
+    cam.data.shift_x, cam.data.lens = 0.013, 51.7
+    bpy.context.view_layer.update()
+    pose0, camera0, snapshot0 = _pose_quaternions(arm), _camera_channels(cam), scene_io.snapshot_pose(arm)
+
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    fresh = (_pose_quaternions(arm), settings.status_loss, _camera_channels(cam))
+
+    scene_io.restore_pose(arm, snapshot0)
+    _set_camera_channels(cam, camera0)
+    bpy.context.view_layer.update()
+    assert (_pose_quaternions(arm), _camera_channels(cam)) == (pose0, camera0)
+
+    driver = operators.FitDriver(bpy.context)
+    for _ in range(3):
+        assert operators.handle_event(driver, "TIMER") == {"RUNNING_MODAL"}
+    assert operators.handle_event(driver, "ESC") == {"CANCELLED"}
+    bpy.context.view_layer.update()
+    assert _camera_channels(cam) == camera0 and _pose_quaternions(arm) == pose0
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    after_escape = (_pose_quaternions(arm), settings.status_loss, _camera_channels(cam))
+    assert after_escape == fresh
+
+
+def test_modal_fit_survives_a_rename_and_ends_cleanly_when_the_body_is_deleted(imported, ext):
+    """The operator's own modal() (not only handle_event): renaming the body mid-fit is harmless; deleting it
+    raises ReferenceError inside the step, and the fit ends: timer and progress removed, an ERROR report for
+    Blender's info area, the panel's status says why, and no exception escapes."""
+    from types import SimpleNamespace
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 10, SIZE
+
+    class Probe(operators.POSEFIT_OT_fit.__mro__[1]):  # the operator's logic (_ModalFit), without bpy's wrapper
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+        def _make_driver(self, context):
+            return operators.FitDriver(context)
+
+    op = Probe()
+    assert op._start(bpy.context)
+    op._begin(bpy.context)
+    timer = SimpleNamespace(type="TIMER")
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    imported["arm"].name = "renamed body"
+    imported["mesh"].name = "renamed mesh"
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    assert op.modal(bpy.context, SimpleNamespace(type="MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert op.reports == [] and op._timer is not None
+    bpy.data.objects.remove(imported["mesh"])
+    bpy.data.objects.remove(imported["arm"])
+    assert op.modal(bpy.context, timer) == {"CANCELLED"}
+    assert op._timer is None and op._driver is None
+    assert len(op.reports) == 1
+    kind, message = op.reports[0]
+    assert kind == {"ERROR"} and message.startswith("PoseFit: ") and "deleted" in message
+    assert settings.status_message == "Error: " + message.removeprefix("PoseFit: ")
+
+
+def test_modal_fit_reports_a_posefit_error_in_the_info_area(imported, ext, tmp_path):
+    """A PoseFitError raised by a step (the target file vanished between frames is one way; here the fitter's
+    next step raises) ends the fit with an ERROR report, not only the panel's status line."""
+    from types import SimpleNamespace
+
+    from posecore.errors import ParameterError
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 10, SIZE
+    before = _pose_quaternions(imported["arm"])
+
+    class Probe(operators.POSEFIT_OT_fit.__mro__[1]):
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+        def _make_driver(self, context):
+            driver = operators.FitDriver(context)
+            steps = driver._steps
+
+            def failing():
+                yield next(steps)
+                raise ParameterError("the renderer gave up")
+
+            driver._steps = failing()
+            return driver
+
+    op = Probe()
+    assert op._start(bpy.context)
+    op._begin(bpy.context)
+    timer = SimpleNamespace(type="TIMER")
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    assert op.modal(bpy.context, timer) == {"CANCELLED"}
+    assert op.reports == [({"ERROR"}, "PoseFit: the renderer gave up")]
+    assert op._timer is None and _pose_quaternions(imported["arm"]) == before
