@@ -50,6 +50,24 @@ def _image_size(path: str) -> tuple[int, int] | None:
     return source.size(0) if source.kind == "movie" else frames.TargetSource("image", frames.first_file(path)).size(0)
 
 
+def check_target_shape(source: frames.TargetSource, scene: bpy.types.Scene) -> None:
+    """Refuse a target whose shape (aspect ratio) differs from the render resolution's: the fit would stretch it.
+
+    Raises:
+        ParameterError: naming both sizes and the settings that fix it.
+    """
+    from posecore.io.images import same_aspect
+
+    image = source.size(scene.frame_current)
+    render = scene_io.render_size(scene)
+    if not same_aspect(image, render):
+        raise ParameterError(
+            f"the target image is {image[0]}x{image[1]} pixels but the render resolution is {render[0]}x{render[1]}: "
+            "the photo would be stretched. Set Output Properties > Format > Resolution to the photo's shape, or "
+            "tick 'Resolution from photo' and press Import Body again"
+        )
+
+
 class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
     """Import the body: from the initialisation file if one is set, else the free model at rest"""
 
@@ -74,13 +92,15 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             else:
                 params = body.default_params()
             arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
+            from_photo = settings.resolution_from_photo
+            render = scene_io.render_size(context.scene)
             if init is not None and init.camera is not None:
-                size = source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = camera_from_init(init.camera, size[0], size[1], source_size)
             else:
-                size = source_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])
-            cam_obj = scene_io.make_camera(context, camera, arm_obj)
+            cam_obj = scene_io.make_camera(context, camera, arm_obj, set_resolution=from_photo)
             if settings.target_path:
                 scene_io.set_background_image(cam_obj, settings.target_path, settings.target_offset)
         except (PoseFitError, FileNotFoundError) as exc:
@@ -128,6 +148,7 @@ class FitDriver:
         self.rig = scene_io.get_rig(self.spec, self.body, shape)
         initial = scene_io.body_params(self.arm_obj, self.body, self.rig)
 
+        check_target_shape(source, scene)
         camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
         camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
         target = source.load(scene.frame_current, (camera.width, camera.height))

@@ -85,6 +85,12 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         "(sorted by name, numbered from 1) or a movie",
         subtype="FILE_PATH",
     )
+    resolution_from_photo: BoolProperty(
+        name="Resolution from photo",
+        description="Import Body sets the render resolution to the target photo's size, so the camera sees the "
+        "photo's shape (a fit refuses a photo whose shape differs from the render resolution's)",
+        default=True,
+    )
     target_offset: IntProperty(
         name="Image offset",
         description="Image (or movie frame) number = scene frame + this offset, for sequences and movies",

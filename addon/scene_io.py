@@ -323,9 +323,14 @@ def set_camera_pose(cam_obj: bpy.types.Object, camera: PinholeCamera, arm_obj: b
 
 
 def make_camera(
-    context: bpy.types.Context, camera: PinholeCamera, arm_obj: bpy.types.Object, name: str = "PoseFit camera"
+    context: bpy.types.Context,
+    camera: PinholeCamera,
+    arm_obj: bpy.types.Object,
+    name: str = "PoseFit camera",
+    set_resolution: bool = True,
 ) -> bpy.types.Object:
-    """Create a camera with ``camera``'s intrinsics (model frame extrinsics) and make it the scene camera."""
+    """Create a camera with ``camera``'s intrinsics (model frame extrinsics) and make it the scene camera; with
+    ``set_resolution`` also the render resolution and pixel aspect (else ``camera`` must match the scene's)."""
     scene = context.scene
     data = bpy.data.cameras.new(name)
     cam_obj = bpy.data.objects.new(name, data)
@@ -338,11 +343,12 @@ def make_camera(
     data.shift_y = settings["shift_y"]
     data.clip_start = 0.01
     data.clip_end = 1000.0
-    scene.render.resolution_x = settings["resolution_x"]
-    scene.render.resolution_y = settings["resolution_y"]
-    scene.render.resolution_percentage = 100
-    scene.render.pixel_aspect_x = settings["pixel_aspect_x"]
-    scene.render.pixel_aspect_y = settings["pixel_aspect_y"]
+    if set_resolution:
+        scene.render.resolution_x = settings["resolution_x"]
+        scene.render.resolution_y = settings["resolution_y"]
+        scene.render.resolution_percentage = 100
+        scene.render.pixel_aspect_x = settings["pixel_aspect_x"]
+        scene.render.pixel_aspect_y = settings["pixel_aspect_y"]
     set_camera_pose(cam_obj, camera, arm_obj)
     scene.camera = cam_obj
     return cam_obj

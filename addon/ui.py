@@ -37,6 +37,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         box.label(text="Target image", icon="IMAGE_DATA")
         box.prop(settings, "target_path", text="")
         box.prop(settings, "target_offset")
+        box.prop(settings, "resolution_from_photo")
         box.operator("posefit.import_body", icon="IMPORT")
 
         box = layout.box()

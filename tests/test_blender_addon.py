@@ -419,3 +419,40 @@ def test_modal_fit_reports_a_posefit_error_in_the_info_area(imported, ext, tmp_p
     assert op.modal(bpy.context, timer) == {"CANCELLED"}
     assert op.reports == [({"ERROR"}, "PoseFit: the renderer gave up")]
     assert op._timer is None and _pose_quaternions(imported["arm"]) == before
+
+
+def test_photo_shape_sets_the_resolution_and_a_mismatch_is_refused(ext, tmp_path):
+    """Import sets the render resolution from the photo (default); a photo whose shape differs from the render
+    resolution's is refused by Fit with a message naming both sizes, never silently stretched."""
+    scene_io, operators = ext
+    _clear_scene()
+    scene, settings = bpy.context.scene, bpy.context.scene.posefit
+    photo = tmp_path / "wide.png"
+    save_image(photo, torch.full((80, 120, 3), 0.5))
+    settings.model, settings.init_path, settings.target_path, settings.vertex_group = "anny", "", str(photo), ""
+    settings.iterations, settings.fit_size = 1, 64
+    assert settings.resolution_from_photo  # the default
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 300, 300, 50
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    assert scene_io.render_size(scene) == (120, 80)
+    driver = operators.FitDriver(bpy.context)  # accepted
+    assert (driver.target.shape[1], driver.target.shape[0]) == (64, 43)
+
+    scene.render.resolution_x = scene.render.resolution_y = 96
+    with pytest.raises(operators.ParameterError, match=r"120x80 pixels but the render resolution is 96x96"):
+        operators.FitDriver(bpy.context)
+    before = _pose_quaternions(scene_io.find_body_objects(bpy.context)[0])
+    with pytest.raises(RuntimeError, match="stretched"):
+        bpy.ops.posefit.fit()
+    assert _pose_quaternions(scene_io.find_body_objects(bpy.context)[0]) == before
+
+    # Unticked: Import Body leaves the resolution alone (and the fit still refuses the mismatch).
+    settings.resolution_from_photo = False
+    scene.render.resolution_x, scene.render.resolution_y = 200, 100
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    assert scene_io.render_size(scene) == (200, 100)
+    camera = scene_io.camera_in_model_frame(scene, scene.camera, scene_io.find_body_objects(bpy.context)[0])
+    assert (camera.width, camera.height) == (200, 100)
+    with pytest.raises(operators.ParameterError, match="stretched"):
+        operators.FitDriver(bpy.context)
+    settings.resolution_from_photo = True

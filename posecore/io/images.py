@@ -29,6 +29,7 @@ from posecore.io.atomic import atomic_write_bytes
 from posecore.io.paths import existing_file
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+_EXIF_ORIENTATION = 0x0112
 
 
 def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -57,6 +58,32 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
         raise InputFileError(p, f"is too large to load safely: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputFileError(p, f"cannot be decoded (corrupt or truncated image?): {exc}") from None
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) in pixels of the image as viewers show it (EXIF orientation applied), read from the
+    header only.
+
+    Raises:
+        InputFileError: missing or unreadable file.
+    """
+    p = existing_file(path, "an image file")
+    try:
+        with Image.open(p) as img:
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except UnidentifiedImageError:
+        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputFileError(p, f"cannot be read: {exc}") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: turned a quarter
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when two (width, height) sizes have the same shape, up to rounding: scaling ``a`` to ``b``'s width
+    gives ``b``'s height within one pixel (and the other way round)."""
+    (wa, ha), (wb, hb) = a, b
+    return abs(ha * wb / wa - hb) <= 1.0 and abs(hb * wa / wb - ha) <= 1.0
 
 
 def _channel_to_float(img: Image.Image) -> np.ndarray:
