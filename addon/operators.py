@@ -91,6 +91,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
                 params = params_from_init(body, init)
             else:
                 params = body.default_params()
+            replaced = scene_io.remove_posefit_objects(context.scene)
             arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
             from_photo = settings.resolution_from_photo
             render = scene_io.render_size(context.scene)
@@ -106,7 +107,8 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
         except (PoseFitError, FileNotFoundError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones)"
+        again = " (replacing the previous PoseFit body and camera)" if replaced else ""
+        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones){again}"
         context.view_layer.objects.active = arm_obj
         return {"FINISHED"}
 

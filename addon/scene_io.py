@@ -22,6 +22,9 @@ from posecore.rotations import axis_angle_to_matrix
 
 MODEL_KEY = "posefit_model"
 """Custom property on the armature object: the body-model spec (``anny`` or ``smplx:DIR[:gender]``)."""
+ROLE_KEY = "posefit_role"
+"""Custom property on every object PoseFit creates (``body``, ``body_mesh``, ``camera``): re-importing replaces
+exactly these, never an object the user made."""
 SHAPE_KEY = "posefit_shape"
 EXPRESSION_KEY = "posefit_expression"
 CORRECTIVES_KEY = "posefit_correctives"
@@ -70,6 +73,30 @@ def _matrix(obj: bpy.types.Object) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- building
+_DATA_COLLECTIONS = {"ARMATURE": "armatures", "MESH": "meshes", "CAMERA": "cameras"}
+
+
+def remove_posefit_objects(scene: bpy.types.Scene) -> list[str]:
+    """Delete the objects PoseFit made in ``scene`` (tagged with :data:`ROLE_KEY`) and their armature, mesh
+    and camera data when nothing else uses it, so a new import gets the plain names back (no ``.001``).
+    Objects without the tag are not removed; one parented to a removed object keeps its place in the world.
+    Returns the names removed."""
+    doomed = [obj for obj in scene.objects if ROLE_KEY in obj]
+    names = [obj.name for obj in doomed]
+    for obj in doomed:
+        for child in obj.children:
+            if ROLE_KEY not in child:  # the user's object parented to PoseFit's: keep it where it is
+                world = child.matrix_world.copy()
+                child.parent = None
+                child.matrix_world = world
+    for obj in doomed:
+        data, collection = obj.data, _DATA_COLLECTIONS.get(obj.type)
+        bpy.data.objects.remove(obj)
+        if data is not None and collection is not None and data.users == 0:
+            getattr(bpy.data, collection).remove(data)
+    return names
+
+
 def mesh_from_triangles(name: str, vertices, faces) -> bpy.types.Mesh:
     """A new mesh datablock from (V, 3) vertex positions (metres) and (F, 3) triangle indices (arrays)."""
     mesh = bpy.data.meshes.new(name)
@@ -105,12 +132,14 @@ def build_body(
     arm_obj = bpy.data.objects.new(name, arm_data)
     collection.objects.link(arm_obj)
     arm_obj[MODEL_KEY] = spec
+    arm_obj[ROLE_KEY] = "body"
     arm_obj[SHAPE_KEY] = [float(x) for x in params.shape.tolist()]
     arm_obj[EXPRESSION_KEY] = [float(x) for x in params.expression.tolist()]
     arm_data.display_type = "STICK"
 
-    for obj in context.view_layer.objects.selected:
-        obj.select_set(False)
+    for obj in context.view_layer.objects:
+        if obj is not None:  # a base of an object removed in this operator can linger until the next redraw
+            obj.select_set(False)
     context.view_layer.objects.active = arm_obj
     arm_obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")
@@ -136,6 +165,7 @@ def build_body(
         f"{name} mesh", mesh_from_triangles(f"{name} mesh", rig.rest_vertices.numpy(), rig.faces.numpy())
     )
     collection.objects.link(mesh_obj)
+    mesh_obj[ROLE_KEY] = "body_mesh"
     mesh_obj.parent = arm_obj
     mesh_obj.matrix_parent_inverse = Matrix.Identity(4)
     modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
@@ -334,6 +364,7 @@ def make_camera(
     scene = context.scene
     data = bpy.data.cameras.new(name)
     cam_obj = bpy.data.objects.new(name, data)
+    cam_obj[ROLE_KEY] = "camera"
     (context.collection or scene.collection).objects.link(cam_obj)
     settings = camera.to_blender()
     data.lens = settings["lens_mm"]

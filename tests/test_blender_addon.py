@@ -456,3 +456,49 @@ def test_photo_shape_sets_the_resolution_and_a_mismatch_is_refused(ext, tmp_path
     with pytest.raises(operators.ParameterError, match="stretched"):
         operators.FitDriver(bpy.context)
     settings.resolution_from_photo = True
+
+
+def test_import_again_replaces_only_what_posefit_made(ext, tmp_path):
+    """Import Body twice: the second replaces the PoseFit body, mesh and camera (same names, no ``.001``), and
+    leaves the user's own objects (a camera, a mesh, a prop parented to the body) alone."""
+    scene_io, _ = ext
+    _clear_scene()
+    scene, settings = bpy.context.scene, bpy.context.scene.posefit
+    settings.model, settings.init_path, settings.target_path = "anny", "", ""
+    user_cam = bpy.data.objects.new("My camera", bpy.data.cameras.new("My camera"))
+    cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
+    for obj in (user_cam, cube):
+        scene.collection.objects.link(obj)
+    user_cam.location, cube.location = (4.0, -3.0, 2.0), (1.0, 2.0, 3.0)
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    prop = bpy.data.objects.new("Hat", bpy.data.meshes.new("Hat"))
+    scene.collection.objects.link(prop)
+    prop.parent = scene_io.find_body_objects(bpy.context)[0]
+    prop.location = (0.1, 0.2, 1.7)
+    bpy.context.view_layer.update()
+    hat_world = np.array(prop.matrix_world)
+    first = {obj.name: obj.get(scene_io.ROLE_KEY) for obj in scene.objects}
+
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    bpy.context.view_layer.update()
+    second = {obj.name: obj.get(scene_io.ROLE_KEY) for obj in scene.objects}
+    assert (
+        first
+        == second
+        == {
+            "PoseFit body": "body",
+            "PoseFit body mesh": "body_mesh",
+            "PoseFit camera": "camera",
+            "My camera": None,
+            "Cube": None,
+            "Hat": None,
+        }
+    )
+    for collection in (bpy.data.objects, bpy.data.armatures, bpy.data.meshes, bpy.data.cameras):
+        assert not [item.name for item in collection if ".0" in item.name], list(collection)
+    assert scene.camera.name == "PoseFit camera"
+    assert tuple(user_cam.location) == (4.0, -3.0, 2.0) and tuple(cube.location) == (1.0, 2.0, 3.0)
+    assert np.allclose(np.array(prop.matrix_world), hat_world, atol=1e-6)  # kept its place
+    assert "replacing the previous PoseFit body" in settings.status_message
+    for obj in (user_cam, cube, prop):
+        bpy.data.objects.remove(obj)
