@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-as", default=None, help="save the .blend here instead of in place")
     parser.add_argument("--target", default=None, help="override the target (frame_####.png, a folder, a movie)")
     parser.add_argument("--target-offset", type=int, default=None, help="image number = frame + offset")
+    parser.add_argument("--mask", default=None, help="person mask image or sequence (white = person)")
+    parser.add_argument("--mask-from-alpha", action="store_true", help="use the target's alpha channel as mask")
     parser.add_argument("--vertex-group", default=None, help="the look's vertex group ('' = the whole body)")
     parser.add_argument("--preset", default=None, help="optimisation preset")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per frame")
@@ -132,6 +134,10 @@ def apply_overrides(settings: object, args: argparse.Namespace) -> None:
     """Copy the command-line overrides onto ``scene.posefit``."""
     if args.target is not None:
         settings.target_path = str(pathlib.Path(args.target).resolve())
+    if args.mask is not None:
+        settings.mask_path = str(pathlib.Path(args.mask).resolve())
+    if args.mask_from_alpha:
+        settings.mask_from_alpha = True
     for option, prop in (
         ("target_offset", "target_offset"),
         ("vertex_group", "vertex_group"),

@@ -50,6 +50,32 @@ def _image_size(path: str) -> tuple[int, int] | None:
     return source.size(0) if source.kind == "movie" else frames.TargetSource("image", frames.first_file(path)).size(0)
 
 
+def load_person_mask(
+    settings: bpy.types.PropertyGroup, source: frames.TargetSource, frame: int, size: tuple[int, int]
+) -> torch.Tensor | None:
+    """The person mask for ``frame`` at ``size`` = (width, height): (H, W) in [0, 1], or None without one.
+
+    From the panel's "Person mask" (one image, or a sequence/folder numbered like the target), else with
+    "Mask from alpha" from the target image's alpha channel.
+
+    Raises:
+        InputFileError: a missing or unreadable mask, or a target without alpha (movies have none).
+    """
+    from posecore.errors import InputFileError
+    from posecore.io.images import load_mask
+
+    if settings.mask_path:
+        masks = frames.target_source(bpy.path.abspath(settings.mask_path), settings.target_offset)
+        if masks.kind == "movie":
+            raise InputFileError(masks.path, "Person mask: a movie cannot be a mask; use images (mask_####.png)")
+        return load_mask(masks.frame_file(frame), size=size)
+    if settings.mask_from_alpha:
+        if source.kind == "movie":
+            raise InputFileError(source.path, "Mask from alpha: a movie has no alpha channel; set a Person mask")
+        return load_mask(source.frame_file(frame), size=size, from_alpha=True)
+    return None
+
+
 def check_target_shape(source: frames.TargetSource, scene: bpy.types.Scene) -> None:
     """Refuse a target whose shape (aspect ratio) differs from the render resolution's: the fit would stretch it.
 
@@ -154,6 +180,7 @@ class FitDriver:
         camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
         camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
         target = source.load(scene.frame_current, (camera.width, camera.height))
+        person_mask = load_person_mask(settings, source, scene.frame_current, (camera.width, camera.height))
         mask = None
         if settings.vertex_group:
             if self.mesh_obj is None:
@@ -164,7 +191,8 @@ class FitDriver:
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
         self.target = target
         self.fitter = PoseFitter(
-            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer), preset
+            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer, person_mask=person_mask),
+            preset,
         )
         self.snapshot = scene_io.snapshot_pose(self.arm_obj)
         self.camera_snapshot = scene_io.snapshot_camera(self.cam_obj)

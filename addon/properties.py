@@ -96,6 +96,18 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         description="Image (or movie frame) number = scene frame + this offset, for sequences and movies",
         default=0,
     )
+    mask_path: StringProperty(
+        name="Person mask",
+        description="Optional mask image (white = the person): the fit ignores the photo outside it. For frame "
+        "ranges a sequence pattern (mask_####.png) or a folder, numbered like the target",
+        subtype="FILE_PATH",
+    )
+    mask_from_alpha: BoolProperty(
+        name="Mask from alpha",
+        description="Use the target image's own alpha channel as the person mask (a cut-out PNG); "
+        "ignored when a mask image is set",
+        default=False,
+    )
     vertex_group: StringProperty(
         name="Look at",
         description="Vertex group the fit looks at (empty = the whole body); part_* groups are made on import",

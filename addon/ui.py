@@ -38,6 +38,10 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         box.prop(settings, "target_path", text="")
         box.prop(settings, "target_offset")
         box.prop(settings, "resolution_from_photo")
+        box.prop(settings, "mask_path")
+        row = box.row()
+        row.enabled = not settings.mask_path
+        row.prop(settings, "mask_from_alpha")
         box.operator("posefit.import_body", icon="IMPORT")
 
         box = layout.box()

@@ -502,3 +502,38 @@ def test_import_again_replaces_only_what_posefit_made(ext, tmp_path):
     assert "replacing the previous PoseFit body" in settings.status_message
     for obj in (user_cam, cube, prop):
         bpy.data.objects.remove(obj)
+
+
+def test_person_mask_from_an_image_or_the_alpha_channel(imported, ext, tmp_path):
+    """Panel's Person mask / Mask from alpha (the CLI's --mask / --mask-from-alpha): the photo's clutter outside
+    the person no longer reaches the fit; a missing mask file is a clear error naming it."""
+    from posecore.io.images import load_image
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "", 1, SIZE
+    clean = load_image(settings.target_path)
+    person = (clean.amax(dim=2) > 0).float()  # the rendered body on black
+    cluttered = clean.clone()
+    cluttered[:12, :12] = 1.0  # a white box in a corner, away from the body
+    assert float(person[:12, :12].sum()) == 0
+    photo = tmp_path / "cluttered.png"
+    save_image(photo, cluttered)
+    save_image(tmp_path / "mask.png", person[..., None].expand(-1, -1, 3))
+    save_image(tmp_path / "cutout.png", torch.cat([cluttered, person[..., None]], dim=2))
+    settings.target_path = str(photo)
+    assert not torch.equal(operators.FitDriver(bpy.context).fitter.target, clean)  # no mask: the box is seen
+
+    settings.mask_path = str(tmp_path / "mask.png")
+    driver = operators.FitDriver(bpy.context)
+    assert torch.equal(driver.fitter.problem.person_mask, person)
+    assert torch.equal(driver.fitter.target, clean)
+
+    settings.mask_path, settings.mask_from_alpha, settings.target_path = "", True, str(tmp_path / "cutout.png")
+    assert torch.equal(operators.FitDriver(bpy.context).fitter.target, clean)
+    settings.mask_from_alpha = False
+
+    settings.mask_path = str(tmp_path / "nowhere.png")
+    with pytest.raises(operators.PoseFitError, match=r"nowhere\.png"):
+        operators.FitDriver(bpy.context)
+    settings.mask_path = ""

@@ -316,3 +316,15 @@ print("RESULT", codes, hasattr(bpy.types.Scene, "posefit"), hasattr(bpy.types, "
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
     assert result == "RESULT [2, 0] False False []", proc.stdout + proc.stderr
+
+
+def test_batch_mask_options_reach_the_scene_settings(scene):
+    batch = importlib.import_module(f"{MODULE}.addon.batch")
+    settings = bpy.context.scene.posefit
+    try:
+        args = batch.build_parser().parse_args(["x.blend", "--mask", "masks/mask_####.png", "--mask-from-alpha"])
+        batch.apply_overrides(settings, args)
+        assert settings.mask_path == str(pathlib.Path("masks/mask_####.png").resolve())
+        assert settings.mask_from_alpha
+    finally:
+        settings.mask_path, settings.mask_from_alpha = "", False
