@@ -7,6 +7,7 @@ import traceback
 
 import bpy
 import torch
+from bpy_extras.io_utils import ExportHelper
 
 from posecore.bodies import params_from_init
 from posecore.errors import ParameterError, PoseFitError
@@ -133,9 +134,94 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
         except (PoseFitError, FileNotFoundError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        show_shape(settings, body, params.shape)
         again = " (replacing the previous PoseFit body and camera)" if replaced else ""
         settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones){again}"
         context.view_layer.objects.active = arm_obj
+        return {"FINISHED"}
+
+
+def show_shape(settings: bpy.types.PropertyGroup, body: object, shape: torch.Tensor) -> None:
+    """Fill the panel's editable shape list (``scene.posefit.shape_values``) with the body's shape."""
+    settings.shape_values.clear()
+    for label, value in zip(scene_io.shape_labels(body), shape.tolist(), strict=True):
+        item = settings.shape_values.add()
+        item.name, item.value = label, value
+
+
+class POSEFIT_OT_apply_shape(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Rebuild the body with the shape values shown in the panel, keeping its pose, keyframes and camera"""
+
+    bl_idname = "posefit.apply_shape"
+    bl_label = "Apply Shape"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.posefit
+        shape = torch.tensor([item.value for item in settings.shape_values], dtype=torch.float32)
+        try:
+            arm_obj, _mesh = scene_io.rebuild_with_shape(context, shape)
+        except PoseFitError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.view_layer.objects.active = arm_obj
+        settings.status_message = "Shape applied"
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_reset_pose(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Put the body back in the pose it was imported with (the initialisation file's, or the rest pose)"""
+
+    bl_idname = "posefit.reset_pose"
+    bl_label = "Reset Pose"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj, mesh_obj = scene_io.find_body_objects(context)
+        try:
+            spec = str(arm_obj[scene_io.MODEL_KEY])
+            body = scene_io.get_body(spec)
+            rig = scene_io.get_rig(spec, body, torch.tensor(list(arm_obj[scene_io.SHAPE_KEY]), dtype=torch.float32))
+            rotations, translation = scene_io.initial_pose(arm_obj, body)
+            scene_io.write_pose(arm_obj, rig, rotations, translation)
+            if mesh_obj is not None:
+                scene_io.update_correctives(mesh_obj, rig, body, scene_io.body_params(arm_obj, body, rig))
+        except PoseFitError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = "Pose reset to the import's"
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Save the body's pose, shape and the camera as PoseFit's fit.npz (a later Import Body can start from it);
+    for SMPL-X also NAME_smplx.npz and NAME_smplx.json with the parameters under the smplx package's names"""
+
+    bl_idname = "posefit.save_fit"
+    bl_label = "Save Fit"
+    filename_ext = ".npz"
+    filter_glob: bpy.props.StringProperty(default="*.npz", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            written = scene_io.save_fit(context, self.filepath)
+        except (PoseFitError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = f"Saved {', '.join(written)}"
+        self.report({"INFO"}, f"PoseFit: saved {', '.join(written)}")
         return {"FINISHED"}
 
 
@@ -430,4 +516,11 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
     return {"RUNNING_MODAL"}
 
 
-CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit, POSEFIT_OT_fit_frames)
+CLASSES = (
+    POSEFIT_OT_import_body,
+    POSEFIT_OT_fit,
+    POSEFIT_OT_fit_frames,
+    POSEFIT_OT_reset_pose,
+    POSEFIT_OT_apply_shape,
+    POSEFIT_OT_save_fit,
+)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    StringProperty,
+)
 
 from posecore.fitting.presets import DEFAULT_PRESET, PRESETS
 from posecore.render import DEFAULT_RENDERER, RENDERER_NAMES
@@ -55,6 +62,19 @@ def preferences(context: bpy.types.Context | None = None) -> PoseFitPreferences 
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_PACKAGE)
     return addon.preferences if addon is not None else None
+
+
+class PoseFitShapeValue(bpy.types.PropertyGroup):
+    """One shape value of the body (an SMPL-X beta, an Anny phenotype); its ``name`` is the label."""
+
+    value: FloatProperty(
+        name="Value",
+        description="Shape value: SMPL-X betas are in standard deviations (about -3 to 3); Anny's phenotypes go "
+        "from 0 to 1 (0.5 = average). Press Apply Shape to rebuild the body",
+        default=0.0,
+        soft_min=-3.0,
+        soft_max=3.0,
+    )
 
 
 class PoseFitSettings(bpy.types.PropertyGroup):
@@ -118,6 +138,7 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         name="Fit size", description="Longer image side used while fitting, pixels", default=256, min=16
     )
     keyframe: BoolProperty(name="Keyframe", description="Keyframe the result at the current frame", default=False)
+    shape_values: CollectionProperty(type=PoseFitShapeValue, name="Shape")
     status_frame: IntProperty(name="Frame", description="Frame of the fit in progress or last done", default=0)
     status_iteration: IntProperty(name="Iteration", default=0)
     status_loss: FloatProperty(name="Loss", default=0.0)
@@ -125,4 +146,4 @@ class PoseFitSettings(bpy.types.PropertyGroup):
     status_message: StringProperty(name="Status", default="")
 
 
-CLASSES = (PoseFitPreferences, PoseFitSettings)
+CLASSES = (PoseFitPreferences, PoseFitShapeValue, PoseFitSettings)

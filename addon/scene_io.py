@@ -27,6 +27,8 @@ ROLE_KEY = "posefit_role"
 exactly these, never an object the user made."""
 SHAPE_KEY = "posefit_shape"
 EXPRESSION_KEY = "posefit_expression"
+INITIAL_KEY = "posefit_initial_pose"
+"""Custom property on the armature: the import's pose, (J*3) rotations then (3,) translation, for Reset Pose."""
 CORRECTIVES_KEY = "posefit_correctives"
 """Shape key holding SMPL-X's pose-corrective offsets for the pose last written by PoseFit."""
 PART_GROUPS = ("lower_body", "upper_body", "left_arm", "right_arm", "left_leg", "right_leg", "head", "hands")
@@ -76,16 +78,18 @@ def _matrix(obj: bpy.types.Object) -> torch.Tensor:
 _DATA_COLLECTIONS = {"ARMATURE": "armatures", "MESH": "meshes", "CAMERA": "cameras"}
 
 
-def remove_posefit_objects(scene: bpy.types.Scene) -> list[str]:
-    """Delete the objects PoseFit made in ``scene`` (tagged with :data:`ROLE_KEY`) and their armature, mesh
-    and camera data when nothing else uses it, so a new import gets the plain names back (no ``.001``).
-    Objects without the tag are not removed; one parented to a removed object keeps its place in the world.
-    Returns the names removed."""
-    doomed = [obj for obj in scene.objects if ROLE_KEY in obj]
+def remove_posefit_objects(
+    scene: bpy.types.Scene, roles: tuple[str, ...] = ("body", "body_mesh", "camera")
+) -> list[str]:
+    """Delete the objects PoseFit made in ``scene`` (tagged with :data:`ROLE_KEY`, one of ``roles``) and their
+    armature, mesh and camera data when nothing else uses it, so a new import gets the plain names back (no
+    ``.001``). Objects without the tag are not removed; one parented to a removed object keeps its place in
+    the world. Returns the names removed."""
+    doomed = [obj for obj in scene.objects if obj.get(ROLE_KEY) in roles]
     names = [obj.name for obj in doomed]
     for obj in doomed:
         for child in obj.children:
-            if ROLE_KEY not in child:  # the user's object parented to PoseFit's: keep it where it is
+            if child not in doomed:  # not removed (the user's object parented to PoseFit's): keep its place
                 world = child.matrix_world.copy()
                 child.parent = None
                 child.matrix_world = world
@@ -135,6 +139,7 @@ def build_body(
     arm_obj[ROLE_KEY] = "body"
     arm_obj[SHAPE_KEY] = [float(x) for x in params.shape.tolist()]
     arm_obj[EXPRESSION_KEY] = [float(x) for x in params.expression.tolist()]
+    arm_obj[INITIAL_KEY] = [float(x) for x in torch.cat([params.rotations.reshape(-1), params.translation]).tolist()]
     arm_data.display_type = "STICK"
 
     for obj in context.view_layer.objects:
@@ -224,6 +229,86 @@ def body_params(arm_obj: bpy.types.Object, body: BodyModel, rig: rigmath.RestRig
     params = BodyParams(rotations, translation, rig.shape.clone(), expression.reshape(-1))
     body.check_params(params, f"armature {arm_obj.name!r}")
     return params
+
+
+def initial_pose(arm_obj: bpy.types.Object, body: BodyModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pose the body was imported with: (J, 3) rotations and (3,) translation (model frame)."""
+    values = arm_obj.get(INITIAL_KEY)
+    if values is None:
+        raise ParameterError(f"armature {arm_obj.name!r} has no initial pose stored: import the body again")
+    flat = torch.tensor(list(values), dtype=torch.float32)
+    return flat[:-3].reshape(body.num_joints, 3), flat[-3:]
+
+
+def model_gender(spec: str) -> str:
+    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given)."""
+    tail = spec.rpartition(":")[2]
+    return tail if tail in ("neutral", "female", "male") else "neutral"
+
+
+def save_fit(context: bpy.types.Context, path: str) -> list[str]:
+    """Write the PoseFit body's current pose, shape and the scene camera as PoseFit's ``fit.npz`` at ``path``;
+    for SMPL-X also ``<stem>_smplx.npz`` and ``<stem>_smplx.json`` (the smplx package's keys). Each file is
+    written atomically. Returns the paths written."""
+    from pathlib import Path
+
+    from posecore.io.atomic import save_npz_atomic
+    from posecore.results import fit_arrays, smplx_parameters, write_smplx_parameters
+
+    arm_obj, _mesh = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    scene = context.scene
+    if scene.camera is None:
+        raise ParameterError("the scene has no active camera to save with the fit")
+    spec = str(arm_obj[MODEL_KEY])
+    body = get_body(spec)
+    rig = get_rig(spec, body, torch.tensor(list(arm_obj[SHAPE_KEY]), dtype=torch.float32))
+    params = body_params(arm_obj, body, rig)
+    camera = camera_in_model_frame(scene, scene.camera, arm_obj)
+    target = Path(bpy.path.abspath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_npz_atomic(target, **fit_arrays(body, params, camera, torch.zeros(3)))
+    written = [str(target)]
+    if body.name == "smplx":
+        stem = target.with_suffix("")
+        npz, json_path = f"{stem}_smplx.npz", f"{stem}_smplx.json"
+        write_smplx_parameters(npz, json_path, smplx_parameters(params, camera, model_gender(spec)))
+        written += [npz, json_path]
+    return written
+
+
+def shape_labels(body: BodyModel) -> list[str]:
+    """A name per shape value: Anny's phenotypes (gender, age, ...), SMPL-X's ``beta 1`` ... ``beta S``."""
+    names = getattr(body, "shape_names", None)
+    return list(names) if names else [f"beta {i + 1}" for i in range(body.num_shape)]
+
+
+def rebuild_with_shape(context: bpy.types.Context, shape: torch.Tensor) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Rebuild the PoseFit body (armature and mesh: the bones' rest lengths depend on the shape) at ``shape``,
+    keeping its pose, its animation (the action, keyed by bone name) and its initial pose; the camera stays.
+
+    Args:
+        shape: (S,) the body model's shape values (SMPL-X betas, Anny phenotypes in [0, 1]).
+    """
+    arm_obj, _mesh = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    spec = str(arm_obj[MODEL_KEY])
+    body = get_body(spec)
+    params = body_params(arm_obj, body, get_rig(spec, body, torch.tensor(list(arm_obj[SHAPE_KEY]))))
+    params.shape = shape.to(torch.float32).reshape(-1)
+    body.check_params(params, "the shape")
+    initial = list(arm_obj.get(INITIAL_KEY, []))
+    action = arm_obj.animation_data.action if arm_obj.animation_data else None
+    name = arm_obj.name
+    remove_posefit_objects(context.scene, roles=("body", "body_mesh"))
+    arm_obj, mesh_obj = build_body(context, spec, body, params, name=name)
+    if initial:
+        arm_obj[INITIAL_KEY] = initial
+    if action is not None:
+        arm_obj.animation_data_create().action = action
+    return arm_obj, mesh_obj
 
 
 def update_correctives(

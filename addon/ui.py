@@ -32,6 +32,12 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
                 box.label(text="Set the SMPL-X folder in the preferences", icon="ERROR")
         box.prop(settings, "init_path")
         box.prop(settings, "init_frame")
+        if armature is not None and len(settings.shape_values):
+            col = box.column(align=True)
+            col.label(text="Shape")
+            for item in settings.shape_values:
+                col.prop(item, "value", text=item.name)
+            col.operator("posefit.apply_shape", icon="MOD_ARMATURE")
 
         box = layout.box()
         box.label(text="Target image", icon="IMAGE_DATA")
@@ -63,6 +69,10 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.scale_y = 1.5
         row.enabled = armature is not None
         row.operator("posefit.fit", icon="PLAY")
+        row = layout.row(align=True)
+        row.enabled = armature is not None
+        row.operator("posefit.reset_pose", icon="LOOP_BACK")
+        row.operator("posefit.save_fit", icon="EXPORT")
 
         box = layout.box()
         box.label(text="Frame range", icon="SEQUENCE")

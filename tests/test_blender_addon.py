@@ -537,3 +537,79 @@ def test_person_mask_from_an_image_or_the_alpha_channel(imported, ext, tmp_path)
     with pytest.raises(operators.PoseFitError, match=r"nowhere\.png"):
         operators.FitDriver(bpy.context)
     settings.mask_path = ""
+
+
+def test_reset_pose_and_save_fit_round_trip(imported, anny, ext, tmp_path):
+    """Reset Pose puts back the import's pose exactly; Save Fit writes a fit.npz that a later import reads back
+    as the same pose (and camera)."""
+    from posecore.bodies import params_from_init
+    from posecore.io.init_files import read_init
+
+    scene_io, _ = ext
+    arm, rig = imported["arm"], imported["rig"]
+    settings = bpy.context.scene.posefit
+    assert [item.name for item in settings.shape_values] == scene_io.shape_labels(anny)
+    assert [item.value for item in settings.shape_values] == pytest.approx(anny.default_shape().tolist())
+    posed = scene_io.read_pose(arm, rig)
+    assert bpy.ops.posefit.save_fit(filepath=str(tmp_path / "pose.npz")) == {"FINISHED"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".npz", ".json")) == ["pose.npz"]  # Anny
+
+    assert bpy.ops.posefit.reset_pose() == {"FINISHED"}
+    rotations, translation = scene_io.read_pose(arm, rig)
+    assert torch.allclose(rotations, anny.default_params().rotations, atol=1e-6)  # imported at rest
+    assert torch.allclose(translation, anny.default_params().translation, atol=1e-6)
+
+    init = read_init(tmp_path / "pose.npz")
+    back = params_from_init(anny, init)
+    assert torch.allclose(back.rotations, posed[0], atol=1e-6)
+    assert torch.allclose(back.translation, posed[1], atol=1e-6)
+    camera = scene_io.camera_in_model_frame(bpy.context.scene, bpy.context.scene.camera, arm)
+    k = camera.intrinsic_matrix
+    assert init.camera.focal_length == pytest.approx((float(k[0, 0]), float(k[1, 1])), abs=1e-3)
+    assert np.allclose(init.camera.rotation, camera.rotation.numpy(), atol=1e-6)
+    assert init.camera.image_size == (camera.width, camera.height)
+
+    settings.init_path = str(tmp_path / "pose.npz")
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    settings.init_path = ""
+    arm = scene_io.find_body_objects(bpy.context)[0]
+    assert torch.allclose(scene_io.read_pose(arm, rig)[0], posed[0], atol=1e-5)
+
+
+def test_smplx_shape_is_editable_and_save_fit_writes_smplx_parameters(ext, synthetic_smplx_dir, tmp_path):
+    """SMPL-X betas appear in the panel; Apply Shape rebuilds the body at the edited betas keeping the pose (the
+    evaluated mesh is posecore's body at the new shape); Save Fit adds NAME_smplx.npz/.json."""
+    scene_io, _ = ext
+    _clear_scene()
+    bpy.context.preferences.addons[MODULE].preferences.smplx_folder = str(synthetic_smplx_dir)
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "male", "", ""
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    assert [item.name for item in settings.shape_values] == [f"beta {i + 1}" for i in range(body.num_shape)]
+    params = body.default_params()
+    params.rotations = 0.3 * torch.randn(body.num_joints, 3, generator=torch.Generator().manual_seed(4))
+    params.rotations[0] = 0.0
+    scene_io.write_pose(arm, scene_io.get_rig(spec, body, params.shape), params.rotations, params.translation)
+
+    settings.shape_values[0].value, settings.shape_values[1].value = 1.5, -1.0
+    assert bpy.ops.posefit.apply_shape() == {"FINISHED"}
+    arm, mesh = scene_io.find_body_objects(bpy.context)
+    assert sorted(o.name for o in bpy.context.scene.objects) == ["PoseFit body", "PoseFit body mesh", "PoseFit camera"]
+    params.shape = torch.tensor([item.value for item in settings.shape_values])
+    assert list(arm[scene_io.SHAPE_KEY])[:3] == pytest.approx([1.5, -1.0, 0.0])
+    rig = scene_io.get_rig(spec, body, params.shape)
+    assert torch.allclose(scene_io.read_pose(arm, rig)[0], params.rotations, atol=1e-5)
+    with torch.no_grad():
+        expected = body(params).vertices.double().numpy()
+    m = np.array(arm.matrix_world, dtype=np.float64)
+    error = float(np.abs(_evaluated_world_vertices(mesh) - (expected @ m[:3, :3].T + m[:3, 3])).max())
+    assert error < 1e-4
+
+    assert bpy.ops.posefit.save_fit(filepath=str(tmp_path / "pose.npz")) == {"FINISHED"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pose.npz", "pose_smplx.json", "pose_smplx.npz"]
+    saved = np.load(tmp_path / "pose_smplx.npz")
+    assert saved["betas"][0, :2] == pytest.approx([1.5, -1.0]) and str(saved["gender"]) == "male"
+    assert np.allclose(saved["body_pose"].reshape(21, 3), params.rotations[1:22].numpy(), atol=1e-5)
