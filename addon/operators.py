@@ -225,6 +225,43 @@ class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blen
         return {"FINISHED"}
 
 
+class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Export the body with Blender's own exporters: FBX (armature and skinned mesh) or BVH (the armature's
+    motion); the scene's frame range when the body has keyframes, else the current pose"""
+
+    bl_idname = "posefit.export_body"
+    bl_label = "Export FBX/BVH"
+    filename_ext = ".fbx"
+    filter_glob: bpy.props.StringProperty(default="*.fbx;*.bvh", options={"HIDDEN"})
+    file_format: bpy.props.EnumProperty(
+        name="Format",
+        description="FBX: armature and skinned mesh, for other 3D tools; BVH: the skeleton's motion only",
+        items=[("FBX", "FBX", "Armature and skinned mesh"), ("BVH", "BVH", "The skeleton's motion")],
+        default="FBX",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def check(self, context: bpy.types.Context) -> bool:
+        self.filename_ext = "." + self.file_format.lower()
+        return super().check(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        path = self.filepath
+        if not path.lower().endswith((".fbx", ".bvh")):
+            path = bpy.path.ensure_ext(path, "." + self.file_format.lower())
+        try:
+            first, last = scene_io.export_body(context, path)
+        except (PoseFitError, OSError, RuntimeError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        frames_text = f"frame {first}" if first == last else f"frames {first}-{last}"
+        context.scene.posefit.status_message = f"Exported {path} ({frames_text})"
+        return {"FINISHED"}
+
+
 class FitDriver:
     """One fit of the scene's PoseFit body, stepped by the caller (timer events, or a loop).
 
@@ -523,4 +560,5 @@ CLASSES = (
     POSEFIT_OT_reset_pose,
     POSEFIT_OT_apply_shape,
     POSEFIT_OT_save_fit,
+    POSEFIT_OT_export_body,
 )

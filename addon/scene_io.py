@@ -311,6 +311,55 @@ def rebuild_with_shape(context: bpy.types.Context, shape: torch.Tensor) -> tuple
     return arm_obj, mesh_obj
 
 
+def export_body(context: bpy.types.Context, path: str) -> tuple[int, int]:
+    """Export the PoseFit body through Blender's own exporters: ``.fbx`` (armature and skinned mesh, no leaf
+    bones) or ``.bvh`` (the armature's motion). With keyframes the scene's frame range is exported, else the
+    current pose as one frame. Re-importing with Blender's importers gives the same bone rotations (BVH: import
+    with forward Y, up Z, since the exporter writes Blender's Z-up world).
+
+    Returns:
+        (first frame, last frame) exported.
+
+    Raises:
+        ParameterError: no PoseFit body, an unknown suffix, or the exporter add-on is disabled.
+    """
+    from pathlib import Path
+
+    arm_obj, mesh_obj = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    target = Path(bpy.path.abspath(path))
+    suffix = target.suffix.lower()
+    if suffix not in (".fbx", ".bvh"):
+        raise ParameterError(f"{target.name}: export to .fbx or .bvh")
+    scene = context.scene
+    animated = arm_obj.animation_data is not None and arm_obj.animation_data.action is not None
+    first, last = (scene.frame_start, scene.frame_end) if animated else (scene.frame_current, scene.frame_current)
+    view_layer = context.view_layer
+    for obj in view_layer.objects:
+        if obj is not None:
+            obj.select_set(obj in (arm_obj, mesh_obj))
+    view_layer.objects.active = arm_obj
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".fbx":
+        if not hasattr(bpy.ops.export_scene, "fbx"):
+            raise ParameterError("the FBX exporter is off: enable 'FBX format' in Preferences > Add-ons")
+        bpy.ops.export_scene.fbx(
+            filepath=str(target),
+            use_selection=True,
+            object_types={"ARMATURE", "MESH"},
+            add_leaf_bones=False,
+            bake_anim=animated,
+        )
+    else:
+        if not hasattr(bpy.ops.export_anim, "bvh"):
+            raise ParameterError("the BVH exporter is off: enable 'BioVision Motion Capture (BVH) format' in Add-ons")
+        current = scene.frame_current
+        bpy.ops.export_anim.bvh(filepath=str(target), frame_start=first, frame_end=last)
+        scene.frame_set(current)
+    return first, last
+
+
 def update_correctives(
     mesh_obj: bpy.types.Object, rig: rigmath.RestRig, body: BodyModel, params: BodyParams, tolerance: float = 1e-6
 ) -> None:

@@ -73,6 +73,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.enabled = armature is not None
         row.operator("posefit.reset_pose", icon="LOOP_BACK")
         row.operator("posefit.save_fit", icon="EXPORT")
+        row.operator("posefit.export_body", icon="ARMATURE_DATA")
 
         box = layout.box()
         box.label(text="Frame range", icon="SEQUENCE")

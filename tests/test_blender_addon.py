@@ -613,3 +613,79 @@ def test_smplx_shape_is_editable_and_save_fit_writes_smplx_parameters(ext, synth
     saved = np.load(tmp_path / "pose_smplx.npz")
     assert saved["betas"][0, :2] == pytest.approx([1.5, -1.0]) and str(saved["gender"]) == "male"
     assert np.allclose(saved["body_pose"].reshape(21, 3), params.rotations[1:22].numpy(), atol=1e-5)
+
+
+def _bone_world_rotations(arm) -> dict[str, np.ndarray]:
+    """Each bone's rotation from its rest pose, in world axes (3, 3): posed world @ rest world^T, scale removed.
+    This is what an animation carries, whatever the importer chooses as the bones' rest orientations."""
+    out = {}
+    world = np.array(arm.matrix_world)
+    for pb in arm.pose.bones:
+        posed = (world @ np.array(pb.matrix))[:3, :3]
+        rest = (world @ np.array(pb.bone.matrix_local))[:3, :3]
+        out[pb.name] = (posed / np.linalg.norm(posed, axis=0)) @ (rest / np.linalg.norm(rest, axis=0)).T
+    return out
+
+
+def _max_angle_deg(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    worst = 0.0
+    for name in a:
+        r = a[name].T @ b[name]
+        sine2 = np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])  # 2 sin(angle)
+        worst = max(worst, math.degrees(math.atan2(sine2, np.trace(r) - 1)))
+    return worst
+
+
+def test_fbx_and_bvh_round_trip_through_blenders_exporters(imported, ext, tmp_path):
+    """Export FBX/BVH writes the fitted body through Blender's own exporters; Blender's importers read back
+    every bone with the same world rotation (within 0.1 degree); BVH carries keyframed frames."""
+    scene_io, _ = ext
+    for module in ("io_scene_fbx", "io_anim_bvh"):
+        addon_utils.enable(module, default_set=True, handle_error=_raise)
+    scene = bpy.context.scene
+    arm, rig = imported["arm"], imported["rig"]
+    pose = 0.4 * torch.randn(rig.parents.__len__(), 3, generator=torch.Generator().manual_seed(1))
+    scene_io.write_pose(arm, rig, pose, torch.tensor([0.1, 0.2, 0.3]))
+    bpy.context.view_layer.update()
+    expected = _bone_world_rotations(arm)
+
+    def imported_armature(run) -> bpy.types.Object:
+        before = set(bpy.data.objects)
+        run()
+        new = [obj for obj in bpy.data.objects if obj not in before]
+        bpy.context.view_layer.update()
+        return next(obj for obj in new if obj.type == "ARMATURE"), new
+
+    assert bpy.ops.posefit.export_body(filepath=str(tmp_path / "body.fbx")) == {"FINISHED"}
+    fbx, new = imported_armature(lambda: bpy.ops.import_scene.fbx(filepath=str(tmp_path / "body.fbx")))
+    assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH"] and len(fbx.pose.bones) == len(arm.pose.bones)
+    fbx_error = _max_angle_deg(expected, _bone_world_rotations(fbx))
+    for obj in new:
+        bpy.data.objects.remove(obj)
+
+    # BVH, animated: two keyed frames; the exporter writes the scene's range.
+    scene.frame_start, scene.frame_end = 1, 2
+    second = pose * -0.5
+    for frame, rotations in ((1, pose), (2, second)):
+        scene.frame_set(frame)
+        scene_io.write_pose(arm, rig, rotations, torch.tensor([0.1, 0.2, 0.3]))
+        for pb in arm.pose.bones:
+            pb.keyframe_insert("rotation_quaternion", frame=frame)
+            pb.keyframe_insert("location", frame=frame)
+    scene.frame_set(2)
+    expected_2 = _bone_world_rotations(arm)
+    assert bpy.ops.posefit.export_body(filepath=str(tmp_path / "body.bvh"), file_format="BVH") == {"FINISHED"}
+    assert "Frames: 2" in (tmp_path / "body.bvh").read_text()
+    bvh, new = imported_armature(
+        lambda: bpy.ops.import_anim.bvh(filepath=str(tmp_path / "body.bvh"), axis_forward="Y", axis_up="Z")
+    )
+    scene.frame_set(2)
+    bpy.context.view_layer.update()
+    bvh_error = _max_angle_deg(expected_2, _bone_world_rotations(bvh))
+    print(f"round trip, max bone rotation error: FBX {fbx_error:.2e} deg, BVH {bvh_error:.2e} deg")
+    assert fbx_error < 0.1 and bvh_error < 0.1
+    for obj in new:
+        bpy.data.objects.remove(obj)
+    arm.animation_data_clear()
+    scene.frame_start, scene.frame_end = 1, 250
+    scene.frame_set(1)
