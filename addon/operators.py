@@ -18,7 +18,8 @@ from posecore.metrics import image_error_percent
 from posecore.render import get_renderer
 
 from . import frames, scene_io
-from .properties import preferences
+from .messages import SMPLX_FOLDER, panel_words
+from .properties import chosen_renderer, preferences
 
 DEFAULT_IMAGE_SIZE = (512, 512)
 
@@ -31,7 +32,7 @@ def model_spec(context: bpy.types.Context) -> str:
     prefs = preferences(context)
     folder = prefs.smplx_folder if prefs is not None else ""
     if not folder:
-        raise ParameterError("SMPL-X needs its model folder: set it in the PoseFit add-on preferences")
+        raise ParameterError(f"SMPL-X needs its model files: set {SMPLX_FOLDER}")
     return f"smplx:{bpy.path.abspath(folder)}:{settings.gender}"
 
 
@@ -132,7 +133,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             if settings.target_path:
                 scene_io.set_background_image(cam_obj, settings.target_path, settings.target_offset)
         except (PoseFitError, FileNotFoundError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         show_shape(settings, body, params.shape)
         again = " (replacing the previous PoseFit body and camera)" if replaced else ""
@@ -166,7 +167,7 @@ class POSEFIT_OT_apply_shape(bpy.types.Operator):  # noqa: N801 (Blender naming 
         try:
             arm_obj, _mesh = scene_io.rebuild_with_shape(context, shape)
         except PoseFitError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         context.view_layer.objects.active = arm_obj
         settings.status_message = "Shape applied"
@@ -195,7 +196,7 @@ class POSEFIT_OT_reset_pose(bpy.types.Operator):  # noqa: N801 (Blender naming c
             if mesh_obj is not None:
                 scene_io.update_correctives(mesh_obj, rig, body, scene_io.body_params(arm_obj, body, rig))
         except PoseFitError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         context.scene.posefit.status_message = "Pose reset to the import's"
         return {"FINISHED"}
@@ -218,7 +219,7 @@ class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blen
         try:
             written = scene_io.save_fit(context, self.filepath)
         except (PoseFitError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         context.scene.posefit.status_message = f"Saved {', '.join(written)}"
         self.report({"INFO"}, f"PoseFit: saved {', '.join(written)}")
@@ -255,7 +256,7 @@ class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (B
         try:
             first, last = scene_io.export_body(context, path)
         except (PoseFitError, OSError, RuntimeError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         frames_text = f"frame {first}" if first == last else f"frames {first}-{last}"
         context.scene.posefit.status_message = f"Exported {path} ({frames_text})"
@@ -310,7 +311,7 @@ class FitDriver:
                 raise ParameterError("the PoseFit body has no mesh to take the vertex group from")
             mask = scene_io.vertex_group_mask(self.mesh_obj, settings.vertex_group)
         prefs = preferences(context)
-        renderer = get_renderer(prefs.renderer if prefs is not None else "raster")
+        renderer = get_renderer(chosen_renderer(prefs))
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
         self.target = target
         self.fitter = PoseFitter(
@@ -352,6 +353,8 @@ class FitDriver:
             self.first = self.state
         scene_io.write_pose(self.arm_obj, self.rig, self.state.params.rotations, self.state.params.translation)
         settings = self.scene.posefit
+        settings.status_fitted = True
+        settings.status_frame = self.scene.frame_current
         settings.status_iteration = self.state.iteration
         settings.status_loss = self.state.loss
         settings.status_error = image_error_percent(self.state.render, self.target, self.state.weight)
@@ -417,7 +420,7 @@ class _ModalFit:
         try:
             self._driver = self._make_driver(context)
         except PoseFitError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return False
         return True
 
@@ -428,7 +431,7 @@ class _ModalFit:
             self._driver.run()
         except PoseFitError as exc:
             self._driver.cancel()
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         self.report({"INFO"}, context.scene.posefit.status_message)
         return {"FINISHED"}
@@ -495,7 +498,7 @@ class _ModalFit:
 def failure_message(exc: BaseException) -> str:
     """One line for the info area about an exception that ended a fit."""
     if isinstance(exc, PoseFitError):
-        return str(exc)
+        return panel_words(str(exc))
     if isinstance(exc, ReferenceError):
         return "the fit stopped because the body, its mesh or the camera was deleted while it ran"
     return f"the fit stopped: {type(exc).__name__}: {exc}"
@@ -545,7 +548,7 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
         driver.step()
     except PoseFitError as exc:
         driver.cancel()
-        driver.scene.posefit.status_message = f"Error: {exc}"
+        driver.scene.posefit.status_message = f"Error: {panel_words(str(exc))}"
         return {"CANCELLED"}
     if driver.complete:
         driver.finish()

@@ -84,12 +84,15 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.enabled = armature is not None
         row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
 
+        if not (settings.status_fitted or settings.status_message):
+            return  # nothing to report before the first import or fit
         box = layout.box()
         box.label(text="Status", icon="INFO")
         col = box.column(align=True)
-        col.label(text=f"Frame {settings.status_frame}, iteration {settings.status_iteration}")
-        col.label(text=f"Loss {settings.status_loss:.5g}")
-        col.label(text=f"Image error {settings.status_error:.2f} %")
+        if settings.status_fitted:
+            col.label(text=f"Frame {settings.status_frame}, iteration {settings.status_iteration}")
+            col.label(text=f"Loss {settings.status_loss:.5g}")
+            col.label(text=f"Image error {settings.status_error:.2f} %")
         if settings.status_message:
             col.label(text=settings.status_message)
 

@@ -689,3 +689,121 @@ def test_fbx_and_bvh_round_trip_through_blenders_exporters(imported, ext, tmp_pa
     arm.animation_data_clear()
     scene.frame_start, scene.frame_end = 1, 250
     scene.frame_set(1)
+
+
+class _LayoutRecorder:
+    """Stands in for ``bpy.types.UILayout`` when calling a panel's draw(): records labels, props and operators."""
+
+    def __init__(self, log: list | None = None):
+        self.log = [] if log is None else log
+        self.enabled, self.scale_y = True, 1.0
+
+    def _child(self, *_args, **_kwargs):
+        return _LayoutRecorder(self.log)
+
+    box = row = column = _child
+
+    def label(self, text="", icon="NONE"):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, **_kwargs):
+        assert name in data.bl_rna.properties, name  # a typo would break the real panel
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, *_args, **_kwargs):
+        self.prop(data, name)
+
+    def operator(self, idname, **_kwargs):
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.log.append(("operator", idname))
+
+
+def _draw_panel() -> list:
+    from types import SimpleNamespace
+
+    ui = sys.modules[f"{MODULE}.addon.ui"]
+    fake = SimpleNamespace(layout=_LayoutRecorder())
+    ui.POSEFIT_PT_main.draw(fake, bpy.context)
+    return fake.layout.log
+
+
+def test_panel_status_is_empty_before_the_first_fit_and_shows_the_new_buttons(ext, imported):
+    settings = bpy.context.scene.posefit
+    settings.status_fitted, settings.status_message = False, ""
+    log = _draw_panel()
+    assert ("label", "Status") not in log and not any("Loss" in text for kind, text in log if kind == "label")
+    for idname in ("posefit.import_body", "posefit.fit", "posefit.reset_pose", "posefit.save_fit",
+                   "posefit.export_body", "posefit.apply_shape", "posefit.fit_frames"):  # fmt: skip
+        assert ("operator", idname) in log
+    for name in ("mask_path", "mask_from_alpha", "resolution_from_photo"):
+        assert ("prop", name) in log
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 2, SIZE
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    log = _draw_panel()
+    assert ("label", "Status") in log and any(text.startswith("Loss ") for kind, text in log if kind == "label")
+
+
+def test_every_setting_and_preference_has_a_plain_tooltip(ext):
+    properties = sys.modules[f"{MODULE}.addon.properties"]
+    for cls in (properties.PoseFitSettings, properties.PoseFitPreferences, properties.PoseFitShapeValue):
+        for prop in cls.bl_rna.properties:
+            if prop.identifier in ("rna_type", "name", "bl_idname"):
+                continue
+            assert len(prop.description) > 10, (cls.__name__, prop.identifier)
+            if prop.type == "ENUM" and prop.enum_items:
+                for item in prop.enum_items:
+                    assert item.description, (cls.__name__, prop.identifier, item.identifier)
+    presets = {
+        item.identifier: item.description for item in properties.PoseFitSettings.bl_rna.properties["preset"].enum_items
+    }
+    assert "published method" in presets["paper"] and "Recommended" in presets["fast"]
+    for op in ("import_body", "fit", "fit_frames", "reset_pose", "apply_shape", "save_fit", "export_body"):
+        rna = getattr(bpy.ops.posefit, op).get_rna_type()
+        assert len(rna.description) > 20, op
+        for prop in rna.properties:
+            if prop.identifier != "rna_type" and not prop.is_hidden:
+                assert prop.description, (op, prop.identifier)
+
+
+def test_renderer_preference_offers_only_installed_renderers(ext, monkeypatch):
+    import importlib.util
+
+    properties = sys.modules[f"{MODULE}.addon.properties"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        properties.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("pyredner", "mitsuba") else real(name, *a),
+    )
+    assert [item[0] for item in properties.renderer_items()] == ["raster"]
+    reasons = properties.missing_renderers()
+    assert len(reasons) == 2 and "Mitsuba 3 is not in Blender's Python" in reasons[0] and "pyredner" in reasons[1]
+    from types import SimpleNamespace
+
+    assert properties.chosen_renderer(SimpleNamespace(renderer="mitsuba")) == "raster"
+    monkeypatch.setattr(properties.importlib.util, "find_spec", lambda name, *a: object())
+    assert [item[0] for item in properties.renderer_items()] == ["raster", "mitsuba", "redner"]
+    assert properties.missing_renderers() == []
+    assert properties.chosen_renderer(SimpleNamespace(renderer="mitsuba")) == "mitsuba"
+
+
+def test_errors_name_panel_fields_not_command_line_flags(ext, tmp_path):
+    messages = sys.modules[f"{MODULE}.addon.messages"]
+    _clear_scene()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "male", "", ""
+    try:
+        for folder in ("", str(tmp_path)):  # unset, and a folder without the model files
+            prefs.smplx_folder = folder
+            with pytest.raises(RuntimeError) as info:
+                bpy.ops.posefit.import_body()
+            text = str(info.value)
+            assert "'SMPL-X model folder' preference" in text and messages.unknown_flags(text) == [], text
+        assert (
+            messages.panel_words("use --mask-from-alpha or --mask m.png")
+            == "use 'Mask from alpha' or 'Person mask' m.png"
+        )
+    finally:
+        settings.model, prefs.smplx_folder = "anny", ""
