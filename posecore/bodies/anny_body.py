@@ -91,6 +91,9 @@ def _load_anny_module():
         return _MODEL_CACHE["anny"]
     cache = anny_cache_dir()
     os.environ.setdefault("ANNY_CACHE_DIR", str(cache))
+    from posecore.bodies.warp_setup import init_warp_quietly
+
+    init_warp_quietly()  # before anny imports warp: no CUDA-driver warning on machines without one
     try:
         import anny
         import anny.paths
