@@ -17,7 +17,7 @@ from posecore.fitting.presets import get_preset
 from posecore.metrics import image_error_percent
 from posecore.render import get_renderer
 
-from . import frames, scene_io
+from . import first_use, frames, scene_io
 from .messages import SMPLX_FOLDER, panel_words
 from .properties import chosen_renderer, preferences
 
@@ -140,6 +140,48 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
         settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones){again}"
         context.view_layer.objects.active = arm_obj
         return {"FINISHED"}
+
+    _task = None  # the free body's first-use build while it runs (a plain attribute, see _ModalFit)
+    _timer = None
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        """As execute(), but the free body's first-use build runs in a thread, with its progress shown."""
+        if context.scene.posefit.model != "anny" or not first_use.free_body_needs_building():
+            return self.execute(context)
+        device = _torch_setup(context)
+        self._task = first_use.BackgroundTask(lambda: scene_io.get_body("anny", device), "preparing the free body")
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type != "TIMER":
+            return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}  # the build cannot stop midway
+        task = self._task
+        settings = context.scene.posefit
+        if not task.done:
+            text = task.status_text()
+            settings.status_message = text.removeprefix("PoseFit: ")
+            context.window_manager.progress_update(min(99, int(task.elapsed)))
+            if context.workspace is not None:
+                context.workspace.status_text_set(text)
+            if context.area is not None:
+                context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        self._task = self._timer = None
+        if task.error is not None:
+            settings.status_message = f"Error: {panel_words(str(task.error))}"
+            self.report({"ERROR"}, f"PoseFit: the free body could not be prepared: {panel_words(str(task.error))}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PoseFit: the free body is ready ({task.elapsed:.0f} s, once per machine)")
+        return self.execute(context)
 
 
 def show_shape(settings: bpy.types.PropertyGroup, body: object, shape: torch.Tensor) -> None:
