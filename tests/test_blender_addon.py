@@ -807,3 +807,50 @@ def test_errors_name_panel_fields_not_command_line_flags(ext, tmp_path):
         )
     finally:
         settings.model, prefs.smplx_folder = "anny", ""
+
+
+def test_free_body_cache_goes_to_the_extension_user_folder(ext, monkeypatch):
+    first_use = sys.modules[f"{MODULE}.addon.first_use"]
+    for name in first_use.ENV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    folder = first_use.use_extension_cache_folder(MODULE)
+    try:
+        user_root = pathlib.Path(os.environ["BLENDER_USER_RESOURCES"]).resolve()
+        assert folder is not None and pathlib.Path(folder).resolve().is_relative_to(user_root)
+        assert pathlib.Path(folder).parts[-2:] == ("posefit", "cache") and pathlib.Path(folder).is_dir()
+        from posecore.bodies.anny_body import anny_cache_dir
+
+        assert anny_cache_dir() == pathlib.Path(folder) / "anny"
+    finally:
+        first_use.forget_extension_cache_folder()
+    assert "POSEFIT_CACHE_DIR" not in os.environ
+    assert first_use.use_extension_cache_folder("posefit_checkout") is None  # not an extension: left alone
+    monkeypatch.setenv("ANNY_CACHE_DIR", "/somewhere/else")
+    assert first_use.use_extension_cache_folder(MODULE) is None and "POSEFIT_CACHE_DIR" not in os.environ
+
+
+def test_background_task_reports_the_free_body_steps(ext, anny):
+    """The thread Import Body uses on first use: anny's own log reaches the status line; errors are kept."""
+    import anny as anny_package
+
+    from posecore.bodies import anny_cache
+
+    first_use = sys.modules[f"{MODULE}.addon.first_use"]
+    steps = []
+
+    def load():  # what AnnyBody does (the process's AnnyBody exists already, so it would not load again)
+        with anny_cache.fast_build():
+            steps.append(anny_package.Anny())
+
+    task = first_use.BackgroundTask(load, "preparing the free body")
+    task.wait(120)
+    assert task.done and task.error is None and len(steps) == 1
+    assert task.step == "loading the cached model"  # the machine's cache exists: anny loads it
+    assert task.status_text().startswith("PoseFit: preparing the free body (first use only): loading the cached")
+
+    def fail():
+        raise OSError("disk full")
+
+    failing = first_use.BackgroundTask(fail, "preparing the free body")
+    failing.wait(10)
+    assert failing.done and isinstance(failing.error, OSError)

@@ -113,7 +113,6 @@ class _StepHandler(logging.Handler):
         ("Loading macrodetails", "reading the body shape targets"),
         ("Cache not found, loading data", "reading the MakeHuman data"),
         ("building model data", "building the model"),
-        ("Saved built model data", "saved"),
         ("Loading cached model data", "loading the cached model"),
     )
 
