@@ -61,7 +61,8 @@ def _check_pixels(p: Path, img: Image.Image) -> None:
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(width, height) of an image file as stored, from its header (nothing is decoded).
+    """(width, height) of an image as viewers show it and :func:`load_image` returns it (EXIF orientation
+    applied: a phone photo stored 4000 x 3000 and turned a quarter is 3000 x 4000), from its header only.
 
     Raises:
         InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
@@ -70,7 +71,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with Image.open(p) as img:
             _check_pixels(p, img)
-            return img.size
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: a quarter turn
     except InputFileError:
         raise
     except UnidentifiedImageError:
@@ -98,25 +101,6 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
         raise InputFileError(p, f"is too large to load safely: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
         raise InputFileError(p, f"cannot be decoded (corrupt or truncated image?): {exc}") from None
-
-
-def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(width, height) in pixels of the image as viewers show it (EXIF orientation applied), read from the
-    header only.
-
-    Raises:
-        InputFileError: missing or unreadable file.
-    """
-    p = existing_file(path, "an image file")
-    try:
-        with Image.open(p) as img:
-            width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except UnidentifiedImageError:
-        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputFileError(p, f"cannot be read: {exc}") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: turned a quarter
 
 
 def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
