@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import traceback
 
 import bpy
@@ -34,6 +35,27 @@ def model_spec(context: bpy.types.Context) -> str:
     if not folder:
         raise ParameterError(f"SMPL-X needs its model files: set {SMPLX_FOLDER}")
     return f"smplx:{bpy.path.abspath(folder)}:{settings.gender}"
+
+
+VPOSER_ENV = "POSEFIT_VPOSER"
+"""Environment variable naming a VPoser folder for scripts that run without the add-on's preferences
+(``addon/batch.py --vposer DIR`` sets it)."""
+
+_vposer_cache: dict[str, object] = {}
+
+
+def vposer_for(context: bpy.types.Context):
+    """The VPoser decoder of the 'VPoser folder' preference (or ``$POSEFIT_VPOSER``), loaded once; None if unset."""
+    from posecore.io.vposer_files import load_vposer
+
+    prefs = preferences(context)
+    folder = (prefs.vposer_folder if prefs is not None else "") or os.environ.get(VPOSER_ENV, "")
+    if not folder:
+        return None
+    path = bpy.path.abspath(folder)
+    if path not in _vposer_cache:
+        _vposer_cache[path] = load_vposer(path)
+    return _vposer_cache[path]
 
 
 def _torch_setup(context: bpy.types.Context) -> str:
@@ -116,7 +138,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             init = None
             if settings.init_path:
                 init = read_init(bpy.path.abspath(settings.init_path), frame=settings.init_frame)
-                params = params_from_init(body, init)
+                params = params_from_init(body, init, vposer=vposer_for(context))
             else:
                 params = body.default_params()
             replaced = scene_io.remove_posefit_objects(context.scene)
@@ -357,7 +379,15 @@ class FitDriver:
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
         self.target = target
         self.fitter = PoseFitter(
-            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer, person_mask=person_mask),
+            FitProblem(
+                self.body,
+                initial,
+                target,
+                Look(camera, vertex_mask=mask),
+                renderer,
+                person_mask=person_mask,
+                vposer=vposer_for(context) if self.spec.startswith("smplx") else None,
+            ),
             preset,
         )
         self.snapshot = scene_io.snapshot_pose(self.arm_obj)
