@@ -50,14 +50,21 @@ def parse_variant(text: str) -> tuple[str, dict[str, object]]:
     return label.strip(), changes
 
 
-def sweep(scenes_dir: Path, preset_name: str, variants: list[tuple[str, dict]], size: int | None, log=print) -> list:
+def sweep(
+    scenes_dir: Path,
+    preset_name: str,
+    variants: list[tuple[str, dict]],
+    size: int | None,
+    limit: int | None = None,
+    log=print,
+) -> list:
     """Fit every scene with each variant; returns rows (label, better, worse, same, mean before, mean after, s)."""
     from posecore.bench.accuracy import fit_scene, load_scene, scene_folders
     from posecore.bodies import load_body_model
     from posecore.fitting.presets import get_preset
     from posecore.render.raster import RasterRenderer
 
-    scenes = [load_scene(f, size) for f in scene_folders(scenes_dir)]
+    scenes = [load_scene(f, size) for f in scene_folders(scenes_dir)[:limit]]
     bodies = {spec: load_body_model(spec) for spec in {s.model_spec for s in scenes}}
     rows = []
     for label, changes in variants:
@@ -89,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="paper", help="the preset to vary (default paper)")
     parser.add_argument("--variant", action="append", required=True, help='"LABEL: FIELD=VALUE ..." (repeat)')
     parser.add_argument("--size", type=int, default=None, help="fit at this size (default: the scenes' size)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N scenes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     try:
         variants = [parse_variant(v) for v in args.variant]
-        rows = sweep(Path(args.scenes), args.preset, variants, args.size,
+        rows = sweep(Path(args.scenes), args.preset, variants, args.size, args.limit,
                      log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
     except (FileNotFoundError, ValueError, PoseFitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
