@@ -1,4 +1,6 @@
-"""Operators: ``posefit.import_body`` and ``posefit.fit`` (modal, one optimisation step per timer event)."""
+"""Operators: ``posefit.import_body`` (modal only while the free body's first use builds its data),
+``posefit.fit`` and ``posefit.fit_frames`` (modal, one optimisation step per timer event), ``posefit.reset_pose``,
+``posefit.apply_shape``, ``posefit.save_fit`` and ``posefit.export_body``."""
 
 from __future__ import annotations
 
