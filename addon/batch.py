@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import pathlib
 import sys
 import time
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=None, help="iterations per frame")
     parser.add_argument("--fit-size", type=int, default=None, help="longer image side while fitting, pixels")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--vposer", default=None, help="VPoser folder (else the add-on's 'VPoser folder' preference)")
     return parser
 
 
@@ -136,6 +138,8 @@ def apply_overrides(settings: object, args: argparse.Namespace) -> None:
         settings.target_path = str(pathlib.Path(args.target).resolve())
     if args.mask is not None:
         settings.mask_path = str(pathlib.Path(args.mask).resolve())
+    if args.vposer is not None:
+        os.environ["POSEFIT_VPOSER"] = str(pathlib.Path(args.vposer).resolve())
     if args.mask_from_alpha:
         settings.mask_from_alpha = True
     for option, prop in (

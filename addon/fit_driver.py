@@ -3,6 +3,8 @@ the frame-range driver (:mod:`.frames`) and the headless batch all use :class:`F
 
 from __future__ import annotations
 
+import os
+
 import bpy
 import torch
 
@@ -15,6 +17,26 @@ from posecore.render import get_renderer
 
 from . import scene_io, targets
 from .properties import chosen_renderer, preferences
+
+VPOSER_ENV = "POSEFIT_VPOSER"
+"""Environment variable naming a VPoser folder for scripts that run without the add-on's preferences
+(``addon/batch.py --vposer DIR`` sets it)."""
+
+_vposer_cache: dict[str, object] = {}
+
+
+def vposer_for(context: bpy.types.Context):
+    """The VPoser decoder of the 'VPoser folder' preference (or ``$POSEFIT_VPOSER``), loaded once; None if unset."""
+    from posecore.io.vposer_files import load_vposer
+
+    prefs = preferences(context)
+    folder = (prefs.vposer_folder if prefs is not None else "") or os.environ.get(VPOSER_ENV, "")
+    if not folder:
+        return None
+    path = bpy.path.abspath(folder)
+    if path not in _vposer_cache:
+        _vposer_cache[path] = load_vposer(path)
+    return _vposer_cache[path]
 
 
 def torch_setup(context: bpy.types.Context) -> str:
@@ -121,7 +143,15 @@ class FitDriver:
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
         self.target = target
         self.fitter = PoseFitter(
-            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer, person_mask=person_mask),
+            FitProblem(
+                self.body,
+                initial,
+                target,
+                Look(camera, vertex_mask=mask),
+                renderer,
+                person_mask=person_mask,
+                vposer=vposer_for(context) if self.spec.startswith("smplx") else None,
+            ),
             preset,
         )
         self.snapshot = scene_io.snapshot_pose(self.arm_obj)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 
 SMPLX_FOLDER = "the 'SMPL-X model folder' preference (Edit > Preferences > Add-ons > PoseFit)"
+VPOSER_FOLDER = "the 'VPoser folder' preference (Edit > Preferences > Add-ons > PoseFit)"
 
 # Longest first, so ``--mask-from-alpha`` is not read as ``--mask``.
 CLI_TO_PANEL: tuple[tuple[str, str], ...] = (
     ("point --model smplx:DIR at the folder containing", f"set {SMPLX_FOLDER} to the folder containing"),
     ("--model smplx:DIR", SMPLX_FOLDER),
+    ("--vposer DIR", VPOSER_FOLDER),
+    ("--vposer", VPOSER_FOLDER),
     ("--mask-from-alpha", "'Mask from alpha'"),
     ("--mask", "'Person mask'"),
     ("--image", "'Target image'"),

@@ -15,7 +15,7 @@ from posecore.bodies import params_from_init
 from posecore.errors import ParameterError, PoseFitError
 
 from . import first_use, frames, scene_io, targets
-from .fit_driver import FitDriver, torch_setup
+from .fit_driver import VPOSER_ENV, FitDriver, torch_setup, vposer_for  # noqa: F401 (VPOSER_ENV: re-exported)
 from .messages import SMPLX_FOLDER, panel_words
 from .properties import preferences
 
@@ -62,7 +62,7 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             init = None
             if settings.init_path:
                 init = read_init(bpy.path.abspath(settings.init_path), frame=settings.init_frame)
-                params = params_from_init(body, init)
+                params = params_from_init(body, init, vposer=vposer_for(context))
             else:
                 params = body.default_params()
             replaced = scene_io.remove_posefit_objects(context.scene)

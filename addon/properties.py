@@ -98,6 +98,13 @@ class PoseFitPreferences(bpy.types.AddonPreferences):
         description="Folder holding smplx/SMPLX_NEUTRAL.npz (licensed files you download from smpl-x.is.tue.mpg.de)",
         subtype="DIR_PATH",
     )
+    vposer_folder: StringProperty(
+        name="VPoser folder",
+        description="Your VPoser model folder (licensed like SMPL-X: vposer_v1_0, as SMPLify-X's vposer_ckpt, or "
+        "V02_05). Decodes SMPLify-X results whose body pose is a 32-number VPoser code, and lets the 'paper' "
+        "preset move the pose through VPoser's space as the paper did",
+        subtype="DIR_PATH",
+    )
     renderer: EnumProperty(
         name="Renderer",
         description="How the fit draws the body to compare it with the photo (only renderers installed in "
@@ -119,6 +126,7 @@ class PoseFitPreferences(bpy.types.AddonPreferences):
     def draw(self, _context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "smplx_folder")
+        layout.prop(self, "vposer_folder")
         row = layout.row()
         row.prop(self, "renderer")
         row.prop(self, "device")

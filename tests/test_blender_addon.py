@@ -854,3 +854,49 @@ def test_background_task_reports_the_free_body_steps(ext, anny):
     failing = first_use.BackgroundTask(fail, "preparing the free body")
     failing.wait(10)
     assert failing.done and isinstance(failing.error, OSError)
+
+
+def test_smplify_x_default_result_imports_with_the_vposer_preference(ext, synthetic_smplx_dir, tmp_path):
+    """SMPLify-X's default result (VPoser code, 12 PCA hands) through Import Body: without the 'VPoser folder'
+    preference the panel names the preference (not a CLI flag); with it the armature holds the decoded pose."""
+    import pickle
+
+    from posecore.bodies.synthetic_vposer import random_decoder, write_vposer_v1
+
+    scene_io, _ = ext
+    _clear_scene()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.smplx_folder, prefs.vposer_folder = str(synthetic_smplx_dir), ""
+    decoder = random_decoder("v1", seed=9)
+    folder = write_vposer_v1(tmp_path, decoder)
+    code = 0.5 * torch.randn(1, 32, generator=torch.Generator().manual_seed(2))
+    result = {
+        "camera_rotation": np.eye(3, dtype=np.float32)[None],
+        "camera_translation": np.array([[0.0, 0.3, 12.0]], np.float32),
+        "betas": np.zeros((1, 10), np.float32),
+        "global_orient": np.array([[np.pi, 0.0, 0.0]], np.float32),
+        "body_pose": code.numpy().astype(np.float32),
+        "left_hand_pose": np.zeros((1, 12), np.float32),
+        "right_hand_pose": np.zeros((1, 12), np.float32),
+    }
+    with open(tmp_path / "000.pkl", "wb") as f:
+        pickle.dump(result, f, protocol=2)
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.target_path = "smplx", "neutral", ""
+    settings.init_path, settings.init_frame = str(tmp_path / "000.pkl"), 0
+    with pytest.raises(RuntimeError) as info:  # the operator reports an error
+        bpy.ops.posefit.import_body()
+    message = str(info.value)
+    assert "000.pkl" in message and "'VPoser folder' preference" in message and "--vposer" not in message
+    prefs.vposer_folder = str(folder)
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    rig = scene_io.get_rig(spec, body, torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    params = scene_io.body_params(arm, body, rig)
+    decoded = decoder.decode(code[0])
+    got = params.rotations[1:22]
+    angle = rotation_angle_between(axis_angle_to_matrix(got), axis_angle_to_matrix(decoded))
+    assert float(angle.max()) < 1e-3  # radians
+    prefs.vposer_folder = ""

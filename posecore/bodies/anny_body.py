@@ -18,7 +18,7 @@ import pathlib
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
-from posecore.bodies.skinning import linear_blend_skinning
+from posecore.bodies.skinning import SparseSkinningWeights, linear_blend_skinning
 from posecore.errors import BackendUnavailableError
 from posecore.rotations import axis_angle_to_matrix
 
@@ -178,6 +178,13 @@ class AnnyBody(BodyModel):
             "reference_orientations": reference.float(),
         }
 
+    def _sparse_weights(self) -> SparseSkinningWeights:
+        """The skinning weights as sparse matrices (built once, on the first pose; CPU)."""
+        sparse = getattr(self, "_sparse_skinning", None)
+        if sparse is None or sparse.shape != tuple(self.skinning_weights.shape):
+            sparse = self._sparse_skinning = SparseSkinningWeights(self.skinning_weights)
+        return sparse
+
     def forward(self, params: BodyParams) -> BodyOutput:
         """Pose Anny.
 
@@ -196,7 +203,7 @@ class AnnyBody(BodyModel):
         transforms, poses = self._model.get_bone_transforms(delta, rest["rest_bone_poses"])
         transforms = transforms[0]  # (J, 4, 4): rest -> posed
         rest_vertices = rest["rest_vertices"][0]
-        vertices = linear_blend_skinning(self.skinning_weights, transforms, rest_vertices)
+        vertices = linear_blend_skinning(self._sparse_weights(), transforms, rest_vertices)
         translation = params.translation.to(self.device)
         joints = poses[0, :, :3, 3] + translation
         return BodyOutput(vertices=vertices + translation, joints=joints, joint_rotations_world=poses[0, :, :3, :3])
