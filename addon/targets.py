@@ -6,7 +6,11 @@ Target kinds (:func:`target_source`), with ``number = frame + offset`` the image
 - an image file: the same photo for every frame;
 - a pattern with a run of ``#`` (``shots/frame_####.png``): the number, zero-padded to the run's length;
 - a folder: its images sorted by name, numbered from 1;
-- a movie (``.mp4``, ``.mov``, ``.mkv``, ...): its frames, numbered from 1, decoded by Blender's own FFmpeg.
+- a movie (``.mp4``, ``.mov``, ``.mkv``, ...): its frames, numbered from 1.
+
+Reading folders and movies is ``posecore.io.frame_sources`` (what ``posecore batch`` uses too; movies through
+PyAV, FFmpeg's libraries); this module adds Blender's side: ``#`` sequences, the frame offset, ``//`` paths
+and the camera background.
 
 Imports nothing else from the add-on (the modules build on each other without a circle: ``scene_io`` and
 ``targets`` at the bottom, then ``fit_driver``, then ``frames``, then ``operators``).
@@ -21,16 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
-import numpy as np
 import torch
 from torch.nn import functional
 
 from posecore.errors import InputFileError, ParameterError
+from posecore.io.frame_sources import MOVIE_EXTENSIONS, MovieSource, open_frame_source
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MOVIE_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ogv")
 _HASHES = re.compile(r"#+")
-_MOVIE_TEXTURE = "PoseFit movie reader"
+_MOVIES: dict[str, tuple[MovieSource, int]] = {}  # listed once per movie file and process (listing reads every packet)
 
 
 # ---------------------------------------------------------------------------------------------- targets
@@ -88,7 +90,9 @@ class TargetSource:
     def size(self, frame: int) -> tuple[int, int]:
         """(width, height) of the frame's target as shown (EXIF orientation applied), pixels."""
         if self.kind == "movie":
-            return tuple(_movie_image(self.path).size)
+            return tuple(
+                read_movie_frame(self.path, max(1, min(self.number(frame), movie_length(self.path)))).shape[1::-1]
+            )
         from posecore.io.images import image_size
 
         return image_size(self.frame_file(frame))
@@ -112,11 +116,7 @@ def target_source(path: str, offset: int = 0) -> TargetSource:
         raise ParameterError("choose a target image, image sequence (frame_####.png), folder or movie")
     absolute = os.path.normpath(bpy.path.abspath(path))
     if os.path.isdir(absolute):
-        files = tuple(
-            str(p) for p in sorted(Path(absolute).iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if not files:
-            raise InputFileError(absolute, f"folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        files = tuple(str(p) for p in open_frame_source(absolute).paths)  # sorted images; none: InputFileError
         return TargetSource("folder", absolute, offset, files)
     if _HASHES.search(os.path.basename(absolute)):
         return TargetSource("sequence", absolute, offset)
@@ -154,48 +154,32 @@ def first_file(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- movies
-def _movie_image(path: str) -> bpy.types.Image:
+def movie_source(path: str) -> MovieSource:
+    """The movie's frames (``posecore.io.frame_sources``: decoded by PyAV, FFmpeg's libraries), listed once."""
     if not os.path.isfile(path):
         raise InputFileError(path, "movie not found")
-    try:
-        image = bpy.data.images.load(path, check_existing=True)
-    except RuntimeError as exc:
-        raise InputFileError(path, f"Blender cannot open this movie ({exc})") from None
-    if image.source != "MOVIE" or image.frame_duration < 1:
-        raise InputFileError(path, "Blender does not read this file as a movie")
-    return image
+    key = os.path.realpath(path)
+    stamp = os.stat(key).st_mtime_ns
+    cached = _MOVIES.get(key)
+    if cached is None or cached[1] != stamp:
+        source = open_frame_source(key)
+        if not isinstance(source, MovieSource):
+            raise InputFileError(path, "is not a movie")
+        _MOVIES[key] = (source, stamp)
+    return _MOVIES[key][0]
 
 
 def movie_length(path: str) -> int:
     """Number of frames in the movie."""
-    return int(_movie_image(path).frame_duration)
+    return len(movie_source(path).frames)
 
 
 def read_movie_frame(path: str, number: int) -> torch.Tensor:
-    """(H, W, 3) float32 frame ``number`` (1-based) of a movie, sRGB values in [0, 1], decoded by Blender.
-
-    Blender exposes a movie's pixels through ``Image.pixels`` only for the frame it decoded last, and without a
-    GPU (background mode) ``Image.gl_load`` is unavailable. An image texture evaluated with an image user set
-    to the frame decodes it: this is the headless way in.
-    """
-    image = _movie_image(path)
-    if not 1 <= number <= image.frame_duration:
-        raise InputFileError(path, f"has {image.frame_duration} frames; frame {number} does not exist")
-    texture = bpy.data.textures.new(_MOVIE_TEXTURE, "IMAGE")
-    try:
-        texture.image = image
-        user = texture.image_user
-        user.frame_start, user.frame_offset, user.use_cyclic = 1, 0, False
-        user.frame_duration = image.frame_duration
-        user.frame_current = number
-        texture.evaluate((0.0, 0.0, 0.0))
-        width, height = image.size
-        pixels = np.empty(width * height * 4, dtype=np.float32)
-        image.pixels.foreach_get(pixels)
-    finally:
-        bpy.data.textures.remove(texture)
-    rgb = pixels.reshape(height, width, 4)[::-1, :, :3]  # Blender's rows run bottom to top
-    return torch.from_numpy(np.ascontiguousarray(rgb)).clamp(0.0, 1.0)
+    """(H, W, 3) float32 frame ``number`` (1-based, display order) of a movie, sRGB values in [0, 1]."""
+    source = movie_source(path)
+    if not 1 <= number <= len(source.frames):
+        raise InputFileError(path, f"has {len(source.frames)} frames; frame {number} does not exist")
+    return source.load(source.frames[number - 1]).rgb
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
