@@ -1,19 +1,22 @@
-"""Operators: ``posefit.import_body`` and ``posefit.fit`` (modal, one optimisation step per timer event)."""
+"""Operators: ``posefit.import_body`` (modal only while the free body's first use builds its data),
+``posefit.fit`` and ``posefit.fit_frames`` (modal, one optimisation step per timer event), ``posefit.reset_pose``,
+``posefit.apply_shape``, ``posefit.save_fit`` and ``posefit.export_body``."""
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+
 import bpy
 import torch
+from bpy_extras.io_utils import ExportHelper
 
 from posecore.bodies import params_from_init
 from posecore.errors import ParameterError, PoseFitError
-from posecore.fitting.look import Look
-from posecore.fitting.loop import FitProblem, FitState, PoseFitter
-from posecore.fitting.presets import get_preset
-from posecore.metrics import image_error_percent
-from posecore.render import get_renderer
 
-from . import frames, scene_io
+from . import first_use, frames, scene_io, targets
+from .fit_driver import VPOSER_ENV, FitDriver, torch_setup, vposer_for  # noqa: F401 (VPOSER_ENV: re-exported)
+from .messages import SMPLX_FOLDER, panel_words
 from .properties import preferences
 
 DEFAULT_IMAGE_SIZE = (512, 512)
@@ -27,24 +30,16 @@ def model_spec(context: bpy.types.Context) -> str:
     prefs = preferences(context)
     folder = prefs.smplx_folder if prefs is not None else ""
     if not folder:
-        raise ParameterError("SMPL-X needs its model folder: set it in the PoseFit add-on preferences")
+        raise ParameterError(f"SMPL-X needs its model files: set {SMPLX_FOLDER}")
     return f"smplx:{bpy.path.abspath(folder)}:{settings.gender}"
-
-
-def _torch_setup(context: bpy.types.Context) -> str:
-    """Apply the preferences' thread count; return the torch device."""
-    prefs = preferences(context)
-    if prefs is not None and prefs.threads > 0:
-        torch.set_num_threads(prefs.threads)
-    return prefs.device if prefs is not None else "cpu"
 
 
 def _image_size(path: str) -> tuple[int, int] | None:
     """(width, height) of the target (the first image of a sequence, a movie's frames), or None without one."""
     if not path:
         return None
-    source = frames.target_source(path)
-    return source.size(0) if source.kind == "movie" else frames.TargetSource("image", frames.first_file(path)).size(0)
+    source = targets.target_source(path)
+    return source.size(0) if source.kind == "movie" else targets.TargetSource("image", targets.first_file(path)).size(0)
 
 
 class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
@@ -62,164 +57,198 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
         settings = context.scene.posefit
         try:
             spec = model_spec(context)
-            body = scene_io.get_body(spec, _torch_setup(context))
+            body = scene_io.get_body(spec, torch_setup(context))
             source_size = _image_size(settings.target_path)
             init = None
             if settings.init_path:
                 init = read_init(bpy.path.abspath(settings.init_path), frame=settings.init_frame)
-                params = params_from_init(body, init)
+                params = params_from_init(body, init, vposer=vposer_for(context))
             else:
                 params = body.default_params()
+            replaced = scene_io.remove_posefit_objects(context.scene)
             arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
+            from_photo = settings.resolution_from_photo
+            render = scene_io.render_size(context.scene)
             if init is not None and init.camera is not None:
-                size = source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = camera_from_init(init.camera, size[0], size[1], source_size)
             else:
-                size = source_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])
-            cam_obj = scene_io.make_camera(context, camera, arm_obj)
+            cam_obj = scene_io.make_camera(context, camera, arm_obj, set_resolution=from_photo)
             if settings.target_path:
-                scene_io.set_background_image(cam_obj, settings.target_path, settings.target_offset)
+                targets.set_background_image(cam_obj, settings.target_path, settings.target_offset)
         except (PoseFitError, FileNotFoundError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
-        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones)"
+        show_shape(settings, body, params.shape)
+        again = " (replacing the previous PoseFit body and camera)" if replaced else ""
+        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones){again}"
         context.view_layer.objects.active = arm_obj
         return {"FINISHED"}
 
+    _task = None  # the free body's first-use build while it runs (a plain attribute, see _ModalFit)
+    _timer = None
 
-class FitDriver:
-    """One fit of the scene's PoseFit body, stepped by the caller (timer events, or a loop).
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        """As execute(), but the free body's first-use build runs in a thread, with its progress shown."""
+        if context.scene.posefit.model != "anny" or not first_use.free_body_needs_building():
+            return self.execute(context)
+        device = torch_setup(context)
+        self._task = first_use.BackgroundTask(lambda: scene_io.get_body("anny", device), "preparing the free body")
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
 
-    Builds the :class:`FitProblem` from the scene: the body from the armature, the look from the scene camera
-    (read back with ``PinholeCamera.from_blender``) plus the chosen vertex group, the target photo at the fit
-    size (for a sequence or movie target: the current frame's image). Writes each state's rotations onto the
-    pose bones; :meth:`cancel` restores the pose exactly.
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type != "TIMER":
+            return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}  # the build cannot stop midway
+        task = self._task
+        settings = context.scene.posefit
+        if not task.done:
+            text = task.status_text()
+            settings.status_message = text.removeprefix("PoseFit: ")
+            context.window_manager.progress_update(min(99, int(task.elapsed)))
+            if context.workspace is not None:
+                context.workspace.status_text_set(text)
+            if context.area is not None:
+                context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        self._task = self._timer = None
+        if task.error is not None:
+            settings.status_message = f"Error: {panel_words(str(task.error))}"
+            self.report({"ERROR"}, f"PoseFit: the free body could not be prepared: {panel_words(str(task.error))}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PoseFit: the free body is ready ({task.elapsed:.0f} s, once per machine)")
+        return self.execute(context)
 
-    Args:
-        context: Blender context.
-        keyframe: keyframe the result at the current frame; None = the scene setting ``posefit.keyframe``.
-        source: the target (default: classified from ``posefit.target_path`` and ``target_offset``).
-    """
 
-    def __init__(
-        self,
-        context: bpy.types.Context,
-        keyframe: bool | None = None,
-        source: frames.TargetSource | None = None,
-    ) -> None:
-        scene = context.scene
-        settings = scene.posefit
-        self.arm_obj, self.mesh_obj = scene_io.find_body_objects(context)
-        if self.arm_obj is None:
-            raise ParameterError("no PoseFit body in the scene: import one first")
-        if scene.camera is None:
-            raise ParameterError("the scene has no active camera: the fit looks through it")
-        source = source or frames.target_source(settings.target_path, settings.target_offset)
-        self.scene, self.cam_obj = scene, scene.camera
-        self.keyframe = settings.keyframe if keyframe is None else keyframe
-        device = _torch_setup(context)
-        self.spec = str(self.arm_obj[scene_io.MODEL_KEY])
-        self.body = scene_io.get_body(self.spec, device)
-        shape = torch.tensor(list(self.arm_obj[scene_io.SHAPE_KEY]), dtype=torch.float32)
-        self.rig = scene_io.get_rig(self.spec, self.body, shape)
-        initial = scene_io.body_params(self.arm_obj, self.body, self.rig)
+def show_shape(settings: bpy.types.PropertyGroup, body: object, shape: torch.Tensor) -> None:
+    """Fill the panel's editable shape list (``scene.posefit.shape_values``) with the body's shape."""
+    settings.shape_values.clear()
+    for label, value in zip(scene_io.shape_labels(body), shape.tolist(), strict=True):
+        item = settings.shape_values.add()
+        item.name, item.value = label, value
 
-        camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
-        camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
-        target = source.load(scene.frame_current, (camera.width, camera.height))
-        mask = None
-        if settings.vertex_group:
-            if self.mesh_obj is None:
-                raise ParameterError("the PoseFit body has no mesh to take the vertex group from")
-            mask = scene_io.vertex_group_mask(self.mesh_obj, settings.vertex_group)
-        prefs = preferences(context)
-        renderer = get_renderer(prefs.renderer if prefs is not None else "raster")
-        preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
-        self.target = target
-        self.fitter = PoseFitter(
-            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer), preset
-        )
-        self.snapshot = scene_io.snapshot_pose(self.arm_obj)
-        self.camera_matrix = self.cam_obj.matrix_world.copy()
-        self._steps = self.fitter.steps()
-        self.state: FitState | None = None
-        self.first: FitState | None = None
 
-    @property
-    def total(self) -> int:
-        """Steps of the fit (iterations plus the final evaluation)."""
-        return self.fitter.preset.iterations + 1
+class POSEFIT_OT_apply_shape(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Rebuild the body with the shape values shown in the panel, keeping its pose, keyframes and camera"""
 
-    @property
-    def progress(self) -> int:
-        """Steps done."""
-        return 0 if self.state is None else self.state.iteration + 1
+    bl_idname = "posefit.apply_shape"
+    bl_label = "Apply Shape"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
 
-    @property
-    def complete(self) -> bool:
-        """True after the final evaluation (then call :meth:`finish`)."""
-        return self.state is not None and self.state.final
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
 
-    @property
-    def status_text(self) -> str:
-        """One line for the status bar."""
-        iteration = 0 if self.state is None else self.state.iteration
-        loss = f", loss {self.state.loss:.4g}" if self.state is not None else ""
-        return f"PoseFit: iteration {iteration}/{self.total - 1}{loss} (Esc cancels)"
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.posefit
+        shape = torch.tensor([item.value for item in settings.shape_values], dtype=torch.float32)
+        try:
+            arm_obj, _mesh = scene_io.rebuild_with_shape(context, shape)
+        except PoseFitError as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.view_layer.objects.active = arm_obj
+        settings.status_message = "Shape applied"
+        return {"FINISHED"}
 
-    def step(self) -> FitState:
-        """One optimisation step; writes the rendered parameters onto the bones and updates the status."""
-        self.state = next(self._steps)
-        if self.first is None:
-            self.first = self.state
-        scene_io.write_pose(self.arm_obj, self.rig, self.state.params.rotations, self.state.params.translation)
-        settings = self.scene.posefit
-        settings.status_iteration = self.state.iteration
-        settings.status_loss = self.state.loss
-        settings.status_error = image_error_percent(self.state.render, self.target, self.state.weight)
-        settings.status_message = f"Fitting: {self.state.iteration}/{self.total - 1}"
-        return self.state
 
-    def finish(self) -> None:
-        """Write the final pose, corrective shapes and the orbited camera; keyframe if asked."""
-        state = self.state
-        if state is None:
-            return
-        scene_io.write_pose(self.arm_obj, self.rig, state.params.rotations, state.params.translation)
-        if self.mesh_obj is not None:
-            scene_io.update_correctives(self.mesh_obj, self.rig, self.body, state.params)
-        moved_camera = bool(state.camera_angle.abs().max() > 0)
-        if moved_camera:
-            scene_io.set_camera_pose(self.cam_obj, state.camera, self.arm_obj)
-        settings = self.scene.posefit
-        if self.keyframe:
-            frame = self.scene.frame_current
-            names = [self.body.joint_names[j] for j in self.fitter.free_joints]
-            root = self.body.joint_names[0]
-            for name in names:
-                pb = self.arm_obj.pose.bones[name]
-                pb.keyframe_insert("rotation_quaternion", frame=frame, group=name)
-            if "translation" in self.fitter.preset.optimise:
-                self.arm_obj.pose.bones[root].keyframe_insert("location", frame=frame, group=root)
-            if moved_camera:
-                self.cam_obj.keyframe_insert("location", frame=frame)
-                self.cam_obj.keyframe_insert("rotation_euler", frame=frame)
-        settings.status_message = f"Done: loss {self.first.loss:.4g} -> {state.loss:.4g}"
+class POSEFIT_OT_reset_pose(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Put the body back in the pose it was imported with (the initialisation file's, or the rest pose)"""
 
-    def cancel(self) -> None:
-        """Restore the pose and the camera exactly as they were before the fit."""
-        scene_io.restore_pose(self.arm_obj, self.snapshot)
-        self.cam_obj.matrix_world = self.camera_matrix
-        self.scene.posefit.status_message = "Cancelled: pose restored"
+    bl_idname = "posefit.reset_pose"
+    bl_label = "Reset Pose"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
 
-    def run(self) -> FitState:
-        """Step to the end and finish (background mode)."""
-        state = self.step()
-        while not state.final:
-            state = self.step()
-        self.finish()
-        return state
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj, mesh_obj = scene_io.find_body_objects(context)
+        try:
+            spec = str(arm_obj[scene_io.MODEL_KEY])
+            body = scene_io.get_body(spec)
+            rig = scene_io.get_rig(spec, body, torch.tensor(list(arm_obj[scene_io.SHAPE_KEY]), dtype=torch.float32))
+            rotations, translation = scene_io.initial_pose(arm_obj, body)
+            scene_io.write_pose(arm_obj, rig, rotations, translation)
+            if mesh_obj is not None:
+                scene_io.update_correctives(mesh_obj, rig, body, scene_io.body_params(arm_obj, body, rig))
+        except PoseFitError as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = "Pose reset to the import's"
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Save the body's pose, shape and the camera as PoseFit's fit.npz (a later Import Body can start from it);
+    for SMPL-X also NAME_smplx.npz and NAME_smplx.json with the parameters under the smplx package's names"""
+
+    bl_idname = "posefit.save_fit"
+    bl_label = "Save Fit"
+    filename_ext = ".npz"
+    filter_glob: bpy.props.StringProperty(default="*.npz", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            written = scene_io.save_fit(context, self.filepath)
+        except (PoseFitError, OSError) as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = f"Saved {', '.join(written)}"
+        self.report({"INFO"}, f"PoseFit: saved {', '.join(written)}")
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Export the body with Blender's own exporters: FBX (armature and skinned mesh) or BVH (the armature's
+    motion); the scene's frame range when the body has keyframes, else the current pose"""
+
+    bl_idname = "posefit.export_body"
+    bl_label = "Export FBX/BVH"
+    filename_ext = ".fbx"
+    filter_glob: bpy.props.StringProperty(default="*.fbx;*.bvh", options={"HIDDEN"})
+    file_format: bpy.props.EnumProperty(
+        name="Format",
+        description="FBX: armature and skinned mesh, for other 3D tools; BVH: the skeleton's motion only",
+        items=[("FBX", "FBX", "Armature and skinned mesh"), ("BVH", "BVH", "The skeleton's motion")],
+        default="FBX",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def check(self, context: bpy.types.Context) -> bool:
+        self.filename_ext = "." + self.file_format.lower()
+        return super().check(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        path = self.filepath
+        if not path.lower().endswith((".fbx", ".bvh")):
+            path = bpy.path.ensure_ext(path, "." + self.file_format.lower())
+        try:
+            first, last = scene_io.export_body(context, path)
+        except (PoseFitError, OSError, RuntimeError) as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        frames_text = f"frame {first}" if first == last else f"frames {first}-{last}"
+        context.scene.posefit.status_message = f"Exported {path} ({frames_text})"
+        return {"FINISHED"}
 
 
 class _ModalFit:
@@ -240,7 +269,7 @@ class _ModalFit:
         try:
             self._driver = self._make_driver(context)
         except PoseFitError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return False
         return True
 
@@ -251,7 +280,7 @@ class _ModalFit:
             self._driver.run()
         except PoseFitError as exc:
             self._driver.cancel()
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         self.report({"INFO"}, context.scene.posefit.status_message)
         return {"FINISHED"}
@@ -259,25 +288,50 @@ class _ModalFit:
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if not self._start(context):
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.01, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, self._driver.total)
+        self._begin(context)
+        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        result = handle_event(self._driver, event.type)
-        if result == {"PASS_THROUGH"}:
-            return result
+    def _begin(self, context: bpy.types.Context) -> None:
+        """The timer that drives the steps, the progress bar and the status-bar text (removed by _cleanup)."""
         wm = context.window_manager
-        wm.progress_update(self._driver.progress)
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.progress_begin(0, self._driver.total)
         if context.workspace is not None:
             context.workspace.status_text_set(self._driver.status_text)
-        if context.area is not None:
-            context.area.tag_redraw()
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        try:
+            result = handle_event(self._driver, event.type)
+            if result == {"PASS_THROUGH"}:
+                return result
+            context.window_manager.progress_update(self._driver.progress)
+            if context.workspace is not None:
+                context.workspace.status_text_set(self._driver.status_text)
+            if context.area is not None:
+                context.area.tag_redraw()
+        except Exception as exc:  # any failure must end the modal fit cleanly
+            return self._fail(context, exc)
         if result != {"RUNNING_MODAL"}:
             self._cleanup(context)
+            message = context.scene.posefit.status_message
+            if result == {"CANCELLED"} and message.startswith("Error: "):
+                self.report({"ERROR"}, f"PoseFit: {message.removeprefix('Error: ')}")
         return result
+
+    def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+        """End the fit after an unexpected exception: restore what can be restored, remove the timer, progress
+        bar and status text, and report the error in Blender's info area (and the panel's status line)."""
+        message = failure_message(exc)
+        if not isinstance(exc, (PoseFitError, ReferenceError)):
+            traceback.print_exc()  # the full story for the console; the user sees one line
+        with contextlib.suppress(Exception):  # the body or camera may be gone (ReferenceError)
+            self._driver.cancel()
+        self._cleanup(context)
+        with contextlib.suppress(Exception):
+            context.scene.posefit.status_message = f"Error: {message}"
+        self.report({"ERROR"}, f"PoseFit: {message}")
+        return {"CANCELLED"}
 
     def _cleanup(self, context: bpy.types.Context) -> None:
         wm = context.window_manager
@@ -287,6 +341,16 @@ class _ModalFit:
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
+        self._driver = None
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the info area about an exception that ended a fit."""
+    if isinstance(exc, PoseFitError):
+        return panel_words(str(exc))
+    if isinstance(exc, ReferenceError):
+        return "the fit stopped because the body, its mesh or the camera was deleted while it ran"
+    return f"the fit stopped: {type(exc).__name__}: {exc}"
 
 
 class POSEFIT_OT_fit(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blender naming convention)
@@ -333,7 +397,7 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
         driver.step()
     except PoseFitError as exc:
         driver.cancel()
-        driver.scene.posefit.status_message = f"Error: {exc}"
+        driver.scene.posefit.status_message = f"Error: {panel_words(str(exc))}"
         return {"CANCELLED"}
     if driver.complete:
         driver.finish()
@@ -341,4 +405,12 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
     return {"RUNNING_MODAL"}
 
 
-CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit, POSEFIT_OT_fit_frames)
+CLASSES = (
+    POSEFIT_OT_import_body,
+    POSEFIT_OT_fit,
+    POSEFIT_OT_fit_frames,
+    POSEFIT_OT_reset_pose,
+    POSEFIT_OT_apply_shape,
+    POSEFIT_OT_save_fit,
+    POSEFIT_OT_export_body,
+)

@@ -44,6 +44,32 @@ class PhotoStart:
     detect_cpu_seconds: float = 0.0
     init_cpu_seconds: float = 0.0
 
+    def as_body_init(self, body: BodyModel):
+        """The start as a :class:`posecore.io.init_files.BodyInit` of ``body`` (every joint named, absolute hand
+        rotations, the camera with its intrinsics and image size), for the fit set-up that reads initialisations."""
+        from posecore.io.init_files import BodyInit, CameraInit
+
+        params, camera = self.init.params, self.init.camera
+        rotations = params.rotations.detach().cpu().numpy().astype(np.float32)
+        return BodyInit(
+            joint_rotations=dict(zip(body.joint_names, rotations, strict=True)),
+            translation=params.translation.detach().cpu().numpy().astype(np.float32),
+            betas=params.shape.detach().cpu().numpy().astype(np.float32),
+            expression=params.expression.detach().cpu().numpy().astype(np.float32)
+            if params.expression.numel()
+            else None,
+            camera=CameraInit(
+                rotation=camera.rotation.detach().cpu().numpy().astype(np.float32),
+                translation=camera.translation.detach().cpu().numpy().astype(np.float32),
+                focal_length=(camera.fx, camera.fy),
+                principal_point=(camera.cx, camera.cy),
+                image_size=(camera.width, camera.height),
+            ),
+            model_name=body.name,
+            source="",
+            format="posefit",
+        )
+
     def summary(self) -> dict:
         """JSON-ready facts about the start (for result files and logs)."""
         cam = self.init.camera
