@@ -18,8 +18,8 @@ each fit's own camera frame with the hip centres aligned (RA-MPJPE, mm), and aft
 (PA-MPJPE, mm). ``arms`` says whether the fitted arms (shoulders, elbows, wrists) lie nearer the true arms than the
 true pose with its arms swapped left/right and mirrored (the swapped-arms scene's error), or is None when the true arms
 are too symmetric to tell; arm MPJPE is over those joints.
-Rows accumulate in ``OUT/photo.json`` (a later run replaces the rows of the same scene, start, keypoint weight and
-iterations, so another weight can run beside the first; ``--fresh`` starts over); the tables go into
+Rows accumulate in ``OUT/photo.json`` (a later run replaces the rows of the same scene, start and keypoint weight, so
+another weight can run beside the first; ``--fresh`` starts over); the tables go into
 ``OUT/results.md`` between ``<!-- photo:start -->`` and ``<!-- photo:end -->``, the photo fits' figure grid to
 ``OUT/images/photo_grid.png``.
 """
@@ -223,7 +223,7 @@ def markdown_section(data: dict) -> str:
     """The photo-start section of docs/results.md from the accumulated results (``photo.json`` content)."""
     rows, timings = data["results"], data["timings"]
     detected = [t for t in timings if t["detected"]]
-    out = ["Runs (each replaces earlier rows of the same scene, start, keypoint weight and iterations):", ""]
+    out = ["Runs (each replaces earlier rows of the same scene, start and keypoint weight):", ""]
     for run in data["runs"]:
         out.append(f"- `{run['command']}` ({run['date']}; {run['machine']}; {run['threads']} thread(s))")
     out += [
@@ -287,8 +287,8 @@ def markdown_section(data: dict) -> str:
 
 
 def merge_results(path: Path, rows: list[dict], timings: list[dict], run: dict, fresh: bool) -> dict:
-    """Accumulated results: rows of the same (scene, start, keypoint weight, iterations) and timings of the same scene
-    are replaced, others kept."""
+    """Accumulated results: rows of the same (scene, start, keypoint weight) and timings of the same scene are
+    replaced, others kept."""
     data: dict = {"runs": [], "results": [], "timings": []}
     if path.exists() and not fresh:
         data = json.loads(path.read_text())
@@ -298,8 +298,8 @@ def merge_results(path: Path, rows: list[dict], timings: list[dict], run: dict, 
         for row in data["results"]:  # rows written before the weight was recorded: the fast preset's, 0.01
             row.setdefault("keypoint_weight", 0.0 if row["mode"] == "init" else 0.01)
 
-    def key(row: dict) -> tuple:
-        return row["scene"], row["mode"], row["keypoint_weight"], row["iterations"]
+    def key(row: dict) -> tuple:  # not the iterations: the fast preset stops early, at a scene's own count
+        return row["scene"], row["mode"], row["keypoint_weight"]
 
     new_keys = {key(r) for r in rows}
     data["results"] = [r for r in data["results"] if key(r) not in new_keys] + rows
@@ -368,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / "images").mkdir(parents=True, exist_ok=True)
         m = photo_fits[0].metrics
         title = (
-            f"from the photo alone: fast, {m['iterations']} iterations, keypoint weight {m['keypoint_weight']:g} "
-            "(RA-MPJPE in the labels)"
+            f"from the photo alone: fast (stopped after {min(r.metrics['iterations'] for r in photo_fits)}-"
+            f"{max(r.metrics['iterations'] for r in photo_fits)} iterations), keypoint weight "
+            f"{m['keypoint_weight']:g} (RA-MPJPE in the labels)"
         )
         save_figure(out / "images" / "photo_grid.png", grid_png(photo_fits, title))
     run = {
