@@ -2,6 +2,10 @@
 
 import sys
 
-from posecore.cli import main
+try:
+    from posecore.cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch is still importing
+    print("posefit: SIGINT: interrupted; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
-from posecore.errors import ParameterError, PoseFitError
+from posecore.errors import MAX_MESSAGE_CHARS, ParameterError, PoseFitError, shorten
 from posecore.fitting.report import history_of, summarise
 
 
@@ -128,9 +133,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
     if args.truth:
-        truth = params_from_init(prepared.body, read_init(args.truth))
+        truth = params_from_init(prepared.body, read_init(args.truth), vposer=prepared.problem.vposer)
     metrics = summarise(prepared.body, states, prepared.problem.target, truth)
-    settings = prepared.settings("fit")
+    settings = prepared.settings("fit", fitter.preset)
     write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
@@ -138,7 +143,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from posecore.batch.plan import BatchJob, count_init_frames
-    from posecore.batch.runner import run_batch
+    from posecore.batch.runner import mark_output, run_batch
     from posecore.fitting.setup import FitOptions, preset_for
     from posecore.io.frame_sources import open_frame_source
 
@@ -154,8 +159,40 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from posecore.batch.sequence_files import write_sequence_files
 
         summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
+        mark_output(job)
     print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
     return 0 if not summary["failed"] else 1
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"posefit: error: {shorten(message, MAX_MESSAGE_CHARS)} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {shorten(text, 40)!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _finite_non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {shorten(text, 40)!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {shorten(text, 40)}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,20 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     from posecore.fitting.presets import DEFAULT_PRESET, PRESETS, UPSTREAM_PARAMETERS
     from posecore.render import DEFAULT_RENDERER, RENDERER_NAMES
 
-    parser = argparse.ArgumentParser(prog="python -m posecore", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="python -m posecore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--renderer", choices=RENDERER_NAMES, default=DEFAULT_RENDERER)
         p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
-        p.add_argument("--iterations", type=int, default=None, help="override the preset's iteration count")
+        p.add_argument(
+            "--iterations", type=_int_at_least(0), default=None, help="override the preset's iteration count"
+        )
         p.add_argument("--part", default=None, help=f"selective fit of one part: {', '.join(PART_NAMES)} or joint:NAME")
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        p.add_argument("--threads", type=_int_at_least(1), default=None, help="torch CPU threads")
         p.add_argument("--out", required=True, help="output folder (written all at once)")
 
     demo = sub.add_parser("demo", help="fit the free model to a target rendered from a hidden pose")
     common(demo)
-    demo.add_argument("--size", type=int, default=256, help="image size in pixels")
+    demo.add_argument("--size", type=_int_at_least(8), default=256, help="image size in pixels")
     demo.set_defaults(func=cmd_demo)
 
     fit = sub.add_parser("fit", help="fit a body initialisation to a photo")
@@ -184,15 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--image", required=True, help="target photo")
     fit.add_argument("--init", required=True, help="initialisation (.pkl SMPLify-X, .npz, .json, fit.npz)")
     fit.add_argument("--frame", type=int, default=0, help="frame of a multi-frame initialisation")
+    fit.add_argument(
+        "--vposer",
+        default=None,
+        help="your VPoser folder (vposer_v1_0/ or V02_05/): decodes a "
+        "32-number body_pose and lets theta_b be VPoser's code (--optimise vposer; the paper preset)",
+    )
+    fit.add_argument(
+        "--flat-hand-mean",
+        action="store_true",
+        help="the init's hand poses were made with "
+        "flat_hand_mean=True (SMPLify-X's default is False: relative to the mean hand pose)",
+    )
     fit.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
     fit.add_argument("--mask", default=None, help="person mask image (white = person)")
     fit.add_argument("--mask-from-alpha", action="store_true", help="use the photo's alpha channel as mask")
     fit.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     fit.add_argument("--render-part-only", action="store_true", help="render only the part (the paper's Fig. 3)")
     fit.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
-    fit.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    fit.add_argument("--prior-weight", type=_finite_non_negative, default=None, help="lambda of Eq. 5")
     fit.add_argument("--truth", default=None, help="ground-truth parameters (fit.npz) for MPJPE")
-    fit.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    fit.add_argument(
+        "--size", type=_int_at_least(8), default=None, help="resize so the longer side has this many pixels"
+    )
     fit.set_defaults(func=cmd_fit)
 
     batch = sub.add_parser("batch", help="fit every frame of a folder, glob or movie, on Ray")
@@ -200,30 +253,86 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
     batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
     batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
-    batch.add_argument("--workers", type=int, default=None, help="Ray workers (default: every CPU); 0 = serial")
+    batch.add_argument(
+        "--workers", type=_int_at_least(0), default=None, help="Ray workers (default: every CPU); 0 = serial"
+    )
     batch.add_argument("--address", default=None, help="join a running Ray cluster (auto, HOST:PORT, ray://...)")
-    batch.add_argument("--chunk", type=int, default=16, help="frames per chunk (warm-started in order)")
-    batch.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    batch.add_argument("--chunk", type=_int_at_least(1), default=16, help="frames per chunk (warm-started in order)")
+    batch.add_argument(
+        "--size", type=_int_at_least(8), default=None, help="resize so the longer side has this many pixels"
+    )
     batch.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     batch.add_argument("--render-part-only", action="store_true", help="render only the part")
     batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
-    batch.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
-    batch.add_argument("--smooth", type=float, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames")
+    batch.add_argument("--prior-weight", type=_finite_non_negative, default=None, help="lambda of Eq. 5")
+    batch.add_argument(
+        "--smooth", type=_finite_non_negative, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames"
+    )
     batch.set_defaults(func=cmd_batch)
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up path runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise _Terminated()
+
+
+def _error(message: object) -> None:
+    print(f"posefit: error: {shorten(message, MAX_MESSAGE_CHARS)}", file=sys.stderr)
+
+
+def _interrupted(kind: str, out: str | None, written_before: int) -> None:
+    from posecore.io.atomic import committed_output_dirs
+
+    written = committed_output_dirs()[written_before:]
+    if written:
+        where = ", ".join(shorten(p) for p in written)
+        print(f"posefit: {kind}: interrupted after the results were written to {where}", file=sys.stderr)
+    elif out is not None:
+        state = "unchanged" if Path(out).exists() or Path(out).is_symlink() else "not created"
+        print(f"posefit: {kind}: interrupted; nothing was written ({shorten(out)} is {state})", file=sys.stderr)
+    else:
+        print(f"posefit: {kind}: interrupted; nothing was written", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run a command. Exit status: 0 success; 2 bad input or unusable --out (one line on stderr); 1 other
+    failures (one line); 130 / 143 interrupted by SIGINT / SIGTERM (saying what was written)."""
+    from posecore.io.atomic import check_output_dir, committed_output_dirs
+
+    written_before = len(committed_output_dirs())
+    previous_sigterm = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+    out = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        out = getattr(args, "out", None)
+        if out is not None:
+            check_output_dir(out)  # before any work: a file, a dangling link, a foreign folder, no permission
         return args.func(args)
     except PoseFitError as exc:
-        print(f"posefit: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
-    except FileExistsError as exc:
-        print(f"posefit: error: {exc}", file=sys.stderr)
+    except (FileExistsError, NotADirectoryError) as exc:
+        _error(exc)
         return 2
+    except _Terminated:
+        _interrupted("SIGTERM", out, written_before)
+        return 143
     except KeyboardInterrupt:
-        print("posefit: interrupted; nothing was written", file=sys.stderr)
+        _interrupted("SIGINT", out, written_before)
         return 130
+    except MemoryError:
+        _error("out of memory (a smaller --size or fewer --threads may help)")
+        return 1
+    except OSError as exc:  # disk full, permissions changed mid-run, ...
+        _error(f"{exc.filename or ''}: {exc.strerror or exc}" if exc.filename else exc)
+        return 1
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)

@@ -109,7 +109,7 @@ def test_load_mask_gray_binary_and_labels(tmp_path: Path) -> None:
 
 
 def test_mask_resize(tmp_path: Path) -> None:
-    mask = np.zeros((8, 8), np.uint8)
+    mask = np.zeros((16, 8), np.uint8)  # same aspect as the target size: masks are never stretched
     mask[:, :4] = 255
     Image.fromarray(mask).save(tmp_path / "half.png")
     m = load_mask(tmp_path / "half.png", size=(2, 4))

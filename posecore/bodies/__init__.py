@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
-from posecore.errors import ParameterError
+from posecore.errors import ParameterError, shorten
 
 __all__ = ["BodyModel", "BodyOutput", "BodyParams", "decode_vposer_init", "load_body_model", "params_from_init"]
 
@@ -35,10 +37,14 @@ def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
         head, _, tail = rest.rpartition(":")
         if head and tail.lower() in ("neutral", "male", "female"):
             rest, gender = head, tail.lower()
+        elif head and tail.isalpha() and os.path.exists(head) and not os.path.exists(rest):
+            raise ParameterError(
+                f"--model {shorten(spec)}: unknown SMPL-X gender {shorten(tail, 40)!r}: use neutral, male or female"
+            )
         if not rest:
             raise ParameterError("--model smplx:DIR needs the folder (or .npz file) of your SMPL-X model")
         return SmplxBody(rest, gender=gender, device=device)
-    raise ParameterError(f"unknown body model {spec!r}: use 'anny' or 'smplx:DIR'")
+    raise ParameterError(f"unknown body model {shorten(spec)!r}: use 'anny' or 'smplx:DIR'")
 
 
 def params_from_init(body: BodyModel, init, vposer=None) -> BodyParams:

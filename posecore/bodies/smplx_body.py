@@ -18,17 +18,20 @@ open hand, and every row is exactly the rotation linear blend skinning applies (
 PCA hand coefficients from other tools are expanded by :meth:`SmplxBody.params_from_init`.
 
 The model files are licensed: never downloaded, never shipped. Users point PoseFit at their folder
-(``DIR/smplx/SMPLX_NEUTRAL.npz`` or ``DIR/SMPLX_NEUTRAL.npz``) or at a ``.npz`` file. Every file is checked
-key by key before ``smplx`` reads it, so a wrong file gives an error naming the file, the key and the
-shapes instead of a traceback from inside ``smplx``.
+(``DIR/smplx/SMPLX_NEUTRAL.npz`` or ``DIR/SMPLX_NEUTRAL.npz``) or at a ``.npz`` file. PoseFit reads the
+file itself (:mod:`posecore.bodies.smplx_file`: no pickles, bounded memory, every key checked), so a wrong
+file gives an error naming the file, the key and the shapes, and ``smplx`` only ever sees the checked
+arrays: it never opens the user's file (its own loader would unpickle object members and run their code).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import tempfile
+import threading
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +39,26 @@ import numpy as np
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
+from posecore.bodies.smplx_file import (
+    MIN_VERTICES,
+    NUM_JOINTS,
+    NUM_POSE_BASIS,
+    PKL_HINT,
+    SmplxModelData,
+    load_smplx_file,
+)
 from posecore.bodies.smplx_joints import SMPLX_JOINT_NAMES
 from posecore.errors import BackendUnavailableError, InputFileError, ParameterError
+from posecore.io.paths import existing_file
 from posecore.rotations import axis_angle_to_matrix
 
-NUM_JOINTS = 55
-NUM_POSE_BASIS = 486  # 54 non-root joints x 9 rotation-matrix entries
+__all__ = ["GENDERS", "MIN_VERTICES", "NUM_JOINTS", "NUM_POSE_BASIS", "SmplxBody", "find_smplx_model_file"]
+
 GENDERS = ("neutral", "male", "female")
-# smplx's SMPLX class indexes vertices up to this id (VERTEX_IDS['smplx']: nose, ears, toes, fingertips).
-MIN_VERTICES = 9930
 
 NOT_FOUND_HINT = (
     "SMPL-X model file not found; download it yourself from the SMPL-X website (licensed) and point "
     "--model smplx:DIR at the folder containing smplx/SMPLX_NEUTRAL.npz"
-)
-PKL_HINT = (
-    "SMPL-X .pkl model files are not supported (they need chumpy, which does not work on Python 3.11); "
-    "use the .npz files from the SMPL-X website (smplx/SMPLX_NEUTRAL.npz, ...)"
 )
 
 SMPLX_BODY_JOINTS: list[str] = SMPLX_JOINT_NAMES[1:22]  # the paper's theta_b: left_hip .. right_wrist
@@ -75,6 +81,8 @@ def find_smplx_model_file(model_path: str | Path, gender: str = "neutral") -> Pa
     path = Path(model_path).expanduser()
     if path.suffix.lower() == ".pkl":
         raise InputFileError(path, PKL_HINT)
+    if path.exists() and not path.is_dir():
+        existing_file(path, "an SMPL-X .npz model file")  # refuses devices, FIFOs, sockets
     if path.suffix.lower() == ".npz" or path.is_file():
         if not path.is_file():
             raise InputFileError(path, NOT_FOUND_HINT)
@@ -98,197 +106,88 @@ def _check_gender(gender: str) -> str:
     return g
 
 
-class _NpzHeaders:
-    """Shapes and dtypes of the arrays in an ``.npz`` without reading their data (fast on big files)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._zip = zipfile.ZipFile(path)
-            members = self._zip.namelist()
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise InputFileError(path, f"not a readable .npz archive ({exc})") from exc
-        self.keys = {m[:-4] for m in members if m.endswith(".npy")}
-
-    def close(self) -> None:
-        self._zip.close()
-
-    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
-        try:
-            with self._zip.open(f"{key}.npy") as fh:
-                version = np.lib.format.read_magic(fh)
-                fmt = np.lib.format
-                read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                shape, _, dtype = read(fh)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise InputFileError(self.path, f"key {key!r} is not a readable array ({exc})") from exc
-        return tuple(int(s) for s in shape), dtype
-
-    def array(self, key: str) -> np.ndarray:
-        try:
-            with self._zip.open(f"{key}.npy") as fh:
-                return np.lib.format.read_array(fh, allow_pickle=False)
-        except ValueError as exc:
-            raise InputFileError(
-                self.path, f"key {key!r} holds pickled Python objects, not a numeric array ({exc})"
-            ) from exc
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise InputFileError(self.path, f"key {key!r} is not a readable array ({exc})") from exc
-
-
-def _shape_error(path: Path, key: str, found: tuple, expected: str) -> InputFileError:
-    return InputFileError(path, f"SMPL-X key {key!r} has shape {found}, expected {expected}")
-
-
-def validate_smplx_file(path: Path, num_betas: int = 10, num_expression: int = 10) -> dict[str, Any]:
-    """Check an SMPL-X ``.npz`` key by key, without pickle and mostly without reading the big arrays.
-
-    Args:
-        path: the ``.npz`` file.
-        num_betas, num_expression: the coefficient counts the caller wants; checked against the file's
-            ``shapedirs`` layout (S < 300: SMPL-X v1.0, 10 shape + 10 expression; S >= 400: v1.1, 300 + 100).
-
-    Returns:
-        ``num_vertices``, ``parents`` (55 ints, -1 for the root), ``posedirs_layout`` ("v3p" for
-        (V, 3, 486) or "pv" for (486, V*3)), ``hands_components`` / ``hands_mean`` ({"left"|"right": (45, 45)
-        / (45,) float64 arrays}).
-
-    Raises:
-        InputFileError: naming the file, the key, the shape found and the shape expected.
-        ParameterError: num_betas / num_expression beyond what the file holds.
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".pkl":
-        raise InputFileError(path, PKL_HINT)
-    if not path.is_file():
-        raise InputFileError(path, NOT_FOUND_HINT)
-    npz = _NpzHeaders(path)
-    try:
-        return _validate(npz, path, num_betas, num_expression)
-    finally:
-        npz.close()
-
-
-def _validate(npz: _NpzHeaders, path: Path, num_betas: int, num_expression: int) -> dict[str, Any]:
-    required = [
-        "v_template",
-        "f",
-        "J_regressor",
-        "weights",
-        "kintree_table",
-        "shapedirs",
-        "posedirs",
-        "hands_componentsl",
-        "hands_componentsr",
-        "hands_meanl",
-        "hands_meanr",
-        "lmk_faces_idx",
-        "lmk_bary_coords",
-    ]
-    missing = [k for k in required if k not in npz.keys]
-    if missing:
-        raise InputFileError(path, f"not an SMPL-X model file: missing key(s) {missing} (found {sorted(npz.keys)})")
-    shapes = {k: npz.header(k)[0] for k in required}
-
-    v_shape = shapes["v_template"]
-    if len(v_shape) != 2 or v_shape[1] != 3:
-        raise _shape_error(path, "v_template", v_shape, "(V, 3)")
-    num_v = v_shape[0]
-    if num_v < MIN_VERTICES:
-        raise InputFileError(
-            path,
-            f"SMPL-X key 'v_template' has {num_v} vertices; smplx's SMPLX class needs at least "
-            f"{MIN_VERTICES} (it hard-codes landmark vertex ids up to {MIN_VERTICES - 1}); "
-            "real SMPL-X has 10475",
-        )
-
-    def expect(key: str, shape: tuple[int, ...], text: str) -> None:
-        if shapes[key] != shape:
-            raise _shape_error(path, key, shapes[key], f"{text} = {shape}")
-
-    expect("J_regressor", (NUM_JOINTS, num_v), "(55, V)")
-    expect("weights", (num_v, NUM_JOINTS), "(V, 55)")
-    expect("kintree_table", (2, NUM_JOINTS), "(2, 55)")
-    for side in "lr":
-        expect(f"hands_components{side}", (45, 45), "(45, 45)")
-        expect(f"hands_mean{side}", (45,), "(45,)")
-
-    f_shape = shapes["f"]
-    if len(f_shape) != 2 or f_shape[1] != 3 or f_shape[0] < 1:
-        raise _shape_error(path, "f", f_shape, "(F, 3)")
-    faces = npz.array("f")
-    if not np.issubdtype(faces.dtype, np.integer) or faces.min() < 0 or faces.max() >= num_v:
-        raise InputFileError(path, f"SMPL-X key 'f' must hold vertex indices in [0, {num_v}) (V = {num_v})")
-
-    s_shape = shapes["shapedirs"]
-    if len(s_shape) != 3 or s_shape[:2] != (num_v, 3):
-        raise _shape_error(path, "shapedirs", s_shape, f"(V, 3, S) = ({num_v}, 3, S)")
-    num_s = s_shape[2]
-    if 20 <= num_s < 300:
-        max_betas, max_expr = 10, 10
-    elif num_s >= 400:
-        max_betas, max_expr = 300, min(100, num_s - 300)
-    else:
-        raise _shape_error(
-            path,
-            "shapedirs",
-            s_shape,
-            f"({num_v}, 3, 20) (10 shape + 10 expression, SMPL-X v1.0) or ({num_v}, 3, 400) (300 + 100, v1.1)",
-        )
-    if not 1 <= num_betas <= max_betas:
-        raise ParameterError(f"{path}: num_betas={num_betas}, but this file holds 1..{max_betas} shape coefficients")
-    if not 0 <= num_expression <= max_expr:
-        raise ParameterError(
-            f"{path}: num_expression={num_expression}, but this file holds 0..{max_expr} expression coefficients"
-        )
-
-    p_shape = shapes["posedirs"]
-    if p_shape == (num_v, 3, NUM_POSE_BASIS):
-        layout = "v3p"
-    elif p_shape == (NUM_POSE_BASIS, num_v * 3):
-        layout = "pv"
-    else:
-        raise _shape_error(
-            path, "posedirs", p_shape, f"(V, 3, 486) = ({num_v}, 3, 486) or (486, V*3) = (486, {num_v * 3})"
-        )
-
-    kintree = npz.array("kintree_table").astype(np.int64)
-    parents = [int(p) for p in kintree[0]]
-    parents[0] = -1  # the official files store uint32 -1 (4294967295)
-    bad = [j for j in range(1, NUM_JOINTS) if not 0 <= parents[j] < j]
-    if bad:
-        raise InputFileError(path, f"SMPL-X key 'kintree_table' has invalid parents for joints {bad}")
-
-    lmk_shape = shapes["lmk_faces_idx"]
-    if len(lmk_shape) != 1:
-        raise _shape_error(path, "lmk_faces_idx", lmk_shape, "(L,)")
-    expect("lmk_bary_coords", (lmk_shape[0], 3), "(L, 3)")
-    lmk = npz.array("lmk_faces_idx")
-    if lmk.size and (lmk.min() < 0 or lmk.max() >= f_shape[0]):
-        raise InputFileError(path, f"SMPL-X key 'lmk_faces_idx' must hold face indices in [0, {f_shape[0]})")
-
-    hands_components, hands_mean = {}, {}
-    for side, s in (("left", "l"), ("right", "r")):
-        hands_components[side] = npz.array(f"hands_components{s}").astype(np.float64)
-        hands_mean[side] = npz.array(f"hands_mean{s}").astype(np.float64)
-        for key in (f"hands_components{s}", f"hands_mean{s}"):
-            if not np.isfinite(npz.array(key)).all():
-                raise InputFileError(path, f"SMPL-X key {key!r} contains NaN or infinite values")
-    return {
-        "num_vertices": num_v,
-        "parents": parents,
-        "posedirs_layout": layout,
-        "hands_components": hands_components,
-        "hands_mean": hands_mean,
-    }
-
-
 def _import_smplx():
     try:
         import smplx
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise BackendUnavailableError(f"SMPL-X needs the 'smplx' package: pip install smplx==0.1.28 ({exc})") from exc
     return smplx
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+class _ValidatedNumpy:
+    """Stands in for the ``numpy`` module inside ``smplx.body_models`` while one SMPLX module is built.
+
+    ``smplx.SMPLX`` takes no arrays: it always calls ``np.load(path, allow_pickle=True)`` on the path it is
+    given. Here that path is an *empty decoy file* in a private temporary folder, and this stand-in's
+    :meth:`load` answers that one call with the arrays :func:`load_smplx_file` read and checked. Every other
+    attribute is numpy's own. Why not the alternatives: re-implementing ``SMPLX.__init__`` would copy
+    smplx's code; writing a sanitised copy of the file would cost hundreds of MB of disk and time per load.
+    Why it is robust: the user's file is never passed to smplx at all, so if a future smplx loaded it some
+    other way, it would read the empty decoy and fail (and :func:`_build_smplx_module` checks the arrays
+    were handed over), never open the user's file; any other ``load`` made meanwhile is forced to
+    ``allow_pickle=False``.
+    """
+
+    def __init__(self, decoy: str, arrays: dict[str, np.ndarray]) -> None:
+        self._decoy = decoy
+        self._arrays = arrays
+        self.handed_over = False
+
+    def load(self, file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, str | os.PathLike) and os.fspath(file) == self._decoy and not self.handed_over:
+            self.handed_over = True
+            return dict(self._arrays)
+        kwargs["allow_pickle"] = False
+        return np.load(file, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+class _NoPickle:
+    """Stands in for ``pickle`` inside ``smplx.body_models`` during the build: nothing is unpickled."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("PoseFit does not let smplx unpickle anything")
+
+
+def _build_smplx_module(data: SmplxModelData, gender: str, num_betas: int, num_expression: int, dtype: torch.dtype):
+    """``smplx.SMPLX`` built from checked arrays; smplx never opens the user's file (see :class:`_ValidatedNumpy`).
+
+    Returns:
+        The ``smplx.SMPLX`` module (full axis-angle hands, ``flat_hand_mean=True``, batch size 1).
+    """
+    smplx = _import_smplx()
+    body_models = smplx.body_models
+    with tempfile.TemporaryDirectory(prefix="posefit-smplx-") as folder:
+        decoy = os.path.join(folder, f"SMPLX_{gender.upper()}.npz")
+        with open(decoy, "wb"):
+            pass
+        stand_in = _ValidatedNumpy(decoy, data.arrays)
+        with _BUILD_LOCK, contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for 10+10 files
+            saved = body_models.np, body_models.pickle
+            body_models.np, body_models.pickle = stand_in, _NoPickle()
+            try:
+                model = smplx.SMPLX(
+                    model_path=decoy,
+                    gender=gender,
+                    num_betas=num_betas,
+                    num_expression_coeffs=num_expression,
+                    use_pca=False,
+                    flat_hand_mean=True,
+                    use_face_contour=False,
+                    batch_size=1,
+                    dtype=dtype,
+                    ext="npz",
+                )
+            finally:
+                body_models.np, body_models.pickle = saved
+    if not stand_in.handed_over:  # pragma: no cover - only if a future smplx loads its data differently
+        raise BackendUnavailableError("this smplx version does not load models through numpy.load: use smplx==0.1.28")
+    return model
 
 
 class SmplxBody(BodyModel):
@@ -321,21 +220,14 @@ class SmplxBody(BodyModel):
     ) -> None:
         self.gender = _check_gender(gender)
         self.model_file = find_smplx_model_file(model_path, self.gender)
-        info = validate_smplx_file(self.model_file, num_betas, num_expression)
-        smplx = _import_smplx()
-        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a warning for v1.0 (10 + 10) files
-            model = smplx.SMPLX(
-                model_path=str(self.model_file),
-                gender=self.gender,
-                num_betas=num_betas,
-                num_expression_coeffs=num_expression,
-                use_pca=False,
-                flat_hand_mean=True,
-                use_face_contour=False,
-                batch_size=1,
-                dtype=dtype,
-                ext="npz",
-            )
+        data = load_smplx_file(self.model_file, num_betas, num_expression)
+        info = {
+            "parents": data.parents,
+            "posedirs_layout": data.posedirs_layout,
+            "hands_components": data.hands_components,
+            "hands_mean": data.hands_mean,
+        }
+        model = _build_smplx_module(data, self.gender, num_betas, num_expression, dtype)
         if info["posedirs_layout"] == "pv":  # smplx assumes (V, 3, 486); (486, V*3) comes out transposed
             model.posedirs = model.posedirs.T.contiguous()
         for parameter in model.parameters():

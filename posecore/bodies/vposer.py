@@ -127,8 +127,8 @@ class VPoserDecoder:
         for _ in range(iterations):
             optimizer.zero_grad(set_to_none=True)
             loss = (self.decode_matrices(z) - target).square().sum() + 1e-3 * z.square().sum()
-            if float(loss) < best_loss:
-                best, best_loss = z.detach().clone(), float(loss)
+            if float(loss.detach()) < best_loss:
+                best, best_loss = z.detach().clone(), float(loss.detach())
             loss.backward()
             optimizer.step()
         return best

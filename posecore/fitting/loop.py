@@ -20,9 +20,11 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from posecore.bodies.base import BodyModel, BodyParams
+from posecore.bodies.vposer import LATENT_DIM, VPoserDecoder
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.latent import LatentPose
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -126,6 +128,10 @@ class FitProblem:
         background: (3,) colour of empty pixels (black by default).
         pivot: (3,) world point the camera orbits; default: the root joint of the initial pose.
         candidate_joints: joints the fit may rotate (default: the model's body joints, the paper's theta_b).
+        vposer: a :class:`posecore.bodies.vposer.VPoserDecoder` (SMPL-X bodies): lets theta_b be VPoser's
+            32-number latent code (upstream parameter ``vposer``), as the paper optimised it.
+        initial_code: (32,) the initialisation's VPoser code (a SMPLify-X result's body_pose); default: the
+            code whose decoded pose is closest to the initial body pose (:meth:`VPoserDecoder.encode`).
     """
 
     body: BodyModel
@@ -139,6 +145,8 @@ class FitProblem:
     background: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
     pivot: torch.Tensor | None = None
     candidate_joints: list[int] | None = None
+    vposer: VPoserDecoder | None = None
+    initial_code: torch.Tensor | None = None
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for inconsistent or non-finite input."""
@@ -157,6 +165,10 @@ class FitProblem:
             )
         if not (torch.isfinite(cam.rotation).all() and torch.isfinite(cam.translation).all()):
             raise ParameterError("camera pose contains NaN or infinite values")
+        if self.initial_code is not None and (
+            tuple(self.initial_code.shape) != (LATENT_DIM,) or not torch.isfinite(self.initial_code).all()
+        ):
+            raise ParameterError(f"initial VPoser code must be {LATENT_DIM} finite numbers")
 
 
 class PoseFitter:
@@ -170,6 +182,8 @@ class PoseFitter:
     def __init__(self, problem: FitProblem, preset: Preset) -> None:
         preset.validate()
         problem.validate()
+        if preset.latent_pose_when_available and problem.vposer is not None and "pose" in preset.optimise:
+            preset = preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
         self.problem = problem
         self.preset = preset
         body = problem.body
@@ -193,6 +207,7 @@ class PoseFitter:
         if self.vertex_colors is None:
             self.vertex_colors = self.estimate_albedo(posed.vertices)
         self._check_visible(posed.vertices)
+        self.latent = LatentPose.build(problem, self.free_joints, self.initial) if "vposer" in preset.optimise else None
 
     # ------------------------------------------------------------------ helpers
     def scene(self, vertices: torch.Tensor, camera: PinholeCamera) -> RenderScene:
@@ -274,6 +289,10 @@ class PoseFitter:
         pose_var = base[free].clone().requires_grad_("pose" in preset.optimise or "global_orient" in preset.optimise)
         prior_ref = base[free].clone() if preset.prior_reference == "init" else torch.zeros_like(base[free])
         prior_rows = torch.tensor([j != 0 for j in self.free_joints], dtype=torch.bool)  # the prior is on theta_b
+        latent = self.latent
+        if latent is not None:  # theta_b is VPoser's code: its prior is on the code, not on the joint angles
+            prior_rows[latent.positions] = False
+            pose_var.requires_grad_("global_orient" in preset.optimise and 0 in self.free_joints)
         alpha = torch.zeros(3, requires_grad="camera_angle" in preset.optimise)
         extra: dict[str, torch.Tensor] = {
             name: getattr(self.initial, name).detach().clone().requires_grad_(name in preset.optimise)
@@ -282,6 +301,8 @@ class PoseFitter:
         groups_pose = []
         if pose_var.requires_grad:
             groups_pose.append({"params": [pose_var], "lr": preset.pose_lr})
+        if latent is not None:
+            groups_pose.append({"params": [latent.code], "lr": preset.pose_lr})
         extras = [t for t in extra.values() if t.requires_grad and t.numel() > 0]
         if extras:
             groups_pose.append({"params": extras, "lr": preset.pose_lr * preset.extra_lr_scale})
@@ -303,7 +324,8 @@ class PoseFitter:
                 and stale >= preset.patience
             )
             level = coarse if coarse is not None and 0 < iteration < coarse_until else fine
-            rotations = base.index_put((free,), pose_var)
+            free_rows = pose_var if latent is None else latent.apply(pose_var, exact_start=iteration == 0)
+            rotations = base.index_put((free,), free_rows)
             params = BodyParams(rotations, extra["translation"], extra["shape"], extra["expression"])
             camera = orbit_camera(level.camera, alpha, self.pivot)
             with torch.set_grad_enabled(not final):
@@ -314,7 +336,11 @@ class PoseFitter:
                     image_loss = level.pyramid(output.image, weight)
                 else:
                     image_loss = image_l2(output.image, level.target, weight, preset.loss_reduction)
+                    if preset.loss_reduction == "sum" and preset.reference_size:
+                        image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
+                if latent is not None:
+                    prior_loss = prior_loss + latent.prior(preset.prior_reference)
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(

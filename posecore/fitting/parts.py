@@ -11,7 +11,7 @@ import torch
 
 from posecore.bodies.anny_body import SMPLX_TO_ANNY
 from posecore.bodies.base import BodyModel
-from posecore.errors import ParameterError
+from posecore.errors import ParameterError, shorten
 
 # Each part: (root joints whose whole subtree belongs to the part, single joints added without subtree).
 _PART_SPECS: dict[str, tuple[list[str], list[str]]] = {
@@ -47,12 +47,16 @@ def part_joints(body: BodyModel, part: str) -> list[int]:
         part: one of :data:`PART_NAMES`, or ``joint:NAME`` (a joint of ``body`` and its descendants).
     """
     if part.startswith("joint:"):
-        return body.descendants(body.joint_index(part[len("joint:") :]))
+        try:
+            index = body.joint_index(part[len("joint:") :])
+        except KeyError as exc:
+            raise ParameterError(f"--part {shorten(part, 80)}: {shorten(exc.args[0])}") from None
+        return body.descendants(index)
     if part == "upper_body":
         lower = set(part_joints(body, "lower_body"))
         return [j for j in range(body.num_joints) if j not in lower]
     if part not in _PART_SPECS:
-        raise ParameterError(f"unknown part {part!r}; choose one of {', '.join(PART_NAMES)} or joint:NAME")
+        raise ParameterError(f"unknown part {shorten(part, 80)!r}; choose one of {', '.join(PART_NAMES)} or joint:NAME")
     roots, singles = _PART_SPECS[part]
     joints: set[int] = set()
     for name in roots:

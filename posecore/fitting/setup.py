@@ -6,7 +6,8 @@ handling lands once. The steps, each a small function a caller (or a later featu
 1. the target: :func:`posecore.io.targets.read_target_image` (or pixels handed in: a movie frame);
 2. the fit size: :func:`fit_size` (``options.size`` = pixels of the longer side);
 3. the person mask: :func:`read_person_mask` (a mask file, or the photo's alpha channel);
-4. the initialisation: :func:`read_initialisation` (the ``--init`` file; a warm start hands one in);
+4. the initialisation: :func:`read_initialisation` (the ``--init`` file; a warm start hands one in), and the
+   user's VPoser decoder (:func:`read_vposer`);
 5. body model, camera, look (part, crop), preset and renderer.
 """
 
@@ -37,6 +38,8 @@ class FitOptions:
         image: target photo file (a batch hands the decoded frame to :func:`prepare_fit` instead).
         init: initialisation file (``.pkl``, ``.npz``, ``.json``, a PoseFit ``fit.npz``).
         frame: frame of a multi-frame initialisation file.
+        vposer: the user's VPoser folder: decodes a 32-number body_pose and lets theta_b be VPoser's code.
+        flat_hand_mean: the initialisation's hand poses were made with ``flat_hand_mean=True``.
         model: body model spec: ``anny`` or ``smplx:DIR[:gender]``.
         size: resize so the longer side has this many pixels (None: the photo's size).
         mask: person mask image file (white = person).
@@ -51,6 +54,8 @@ class FitOptions:
     image: str | None = None
     init: str | None = None
     frame: int = 0
+    vposer: str | None = None
+    flat_hand_mean: bool = False
     model: str = "anny"
     size: int | None = None
     mask: str | None = None
@@ -101,22 +106,26 @@ class PreparedFit:
         """A new :class:`PoseFitter` for this fit (validates the problem)."""
         return PoseFitter(self.problem, self.preset)
 
-    def settings(self, command: str) -> dict:
-        """The ``settings`` block of ``result.json``: how this fit was made (JSON-ready)."""
+    def settings(self, command: str, preset: Preset | None = None) -> dict:
+        """The ``settings`` block of ``result.json``: how this fit was made (JSON-ready).
+
+        ``preset``: the one the fit ran with, when the fitter adapted it (VPoser), else :attr:`preset`."""
         o = self.options
+        preset = preset or self.preset
         return {
             "command": command,
             "image": self.target.source,
             "init": self.init.source,
             "model": o.model,
-            "preset": self.preset.name,
+            "preset": preset.name,
             "renderer": self.problem.renderer.name,
             "part": o.part,
             "crop": self.crop,
             "mask": o.mask,
-            "iterations": self.preset.iterations,
-            "optimise": list(self.preset.optimise),
-            "prior_weight": self.preset.prior_weight,
+            "vposer": str(o.vposer) if o.vposer else None,
+            "iterations": preset.iterations,
+            "optimise": list(preset.optimise),
+            "prior_weight": preset.prior_weight,
             "size": list(self.size),
             "threads": torch.get_num_threads(),
         }
@@ -149,7 +158,19 @@ def read_initialisation(options: FitOptions) -> BodyInit:
     """The initialisation named by the options (one frame of ``options.init``)."""
     if options.init is None:
         raise ParameterError("an initialisation is needed: pass --init FILE (a SMPLify-X .pkl, .npz, .json or fit.npz)")
-    return read_init(options.init, frame=options.frame)
+    init = read_init(options.init, frame=options.frame)
+    if options.flat_hand_mean:
+        init.hand_pose_relative_to_mean = False
+    return init
+
+
+def read_vposer(options: FitOptions):
+    """The user's VPoser decoder named by ``options.vposer``, or None."""
+    if not options.vposer:
+        return None
+    from posecore.io.vposer_files import load_vposer
+
+    return load_vposer(options.vposer)
 
 
 def parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
@@ -204,14 +225,19 @@ def prepare_fit(
     mask = read_person_mask(options, target, size)
     if init is None:
         init = read_initialisation(options)
+    vposer = read_vposer(options)
     if body is None:
         body = load_body_model(options.model)
-    initial = params_from_init(body, init)
+    initial = params_from_init(body, init, vposer=vposer)
+    initial_code = None
+    if vposer is not None and init.vposer_code is not None:
+        initial_code = torch.as_tensor(init.vposer_code, dtype=torch.float32)
     camera = camera_from_init(init.camera, size[0], size[1], target.size)
     crop = parse_crop(options.crop)
     look = Look(camera, part=options.part, crop=crop, render_part_only=options.render_part_only)
     preset = preset_for(options)
     if renderer is None:
         renderer = get_renderer(options.renderer)
-    problem = FitProblem(body, initial, image, look, renderer, person_mask=mask)
+    problem = FitProblem(body, initial, image, look, renderer, person_mask=mask, vposer=vposer,
+                         initial_code=initial_code)  # fmt: skip
     return PreparedFit(problem, preset, options, target, init, size, crop)

@@ -5,28 +5,61 @@ Files: the data goes to a temporary file in the same folder, is flushed and fsyn
 either the old file or the complete new one.
 
 Folders: :func:`atomic_output_dir` yields a temporary folder beside the final one; the caller
-writes everything there; only when the ``with`` block ends without an exception is the folder
-renamed into place. See its docstring for what happens to an existing folder.
+writes everything there; only when the ``with`` block ends without an exception are its files moved
+into place. PoseFit never deletes or overwrites what it did not write: each output folder holds a
+manifest (:data:`OUTPUT_MARKER`) of the entries PoseFit put there. See its docstring.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import secrets
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from posecore.errors import ParameterError
+from posecore.errors import ParameterError, PoseFitError, shorten
 
 OUTPUT_MARKER = ".posefit-output"
-"""Name of the empty file :func:`atomic_output_dir` puts in every folder it creates. An existing
-non-empty folder is replaced only when it holds this marker (i.e. PoseFit wrote it)."""
+"""Name of the manifest :func:`atomic_output_dir` puts in every output folder: JSON
+``{"written_by": "PoseFit", "entries": [names]}`` listing what PoseFit wrote there. A non-empty folder
+without it is never written into; entries it does not list are never touched. (Older PoseFit versions
+wrote it empty: then no old entry is deleted, and only entries of the same name are replaced.)"""
+
+
+class OutputFolderError(PoseFitError):
+    """``--out`` cannot be used: what it is, and what to do, in one line."""
+
+
+class OutputFolderExistsError(OutputFolderError, FileExistsError):
+    """The output folder holds files PoseFit did not write (and would have to replace)."""
+
+
+class OutputNotAFolderError(OutputFolderError, NotADirectoryError):
+    """The output path is a file, or a symbolic link to something that is not a folder."""
+
+
+class OutputNotWritableError(OutputFolderError, PermissionError):
+    """The output folder (or the folder it would be created in) is not writable."""
+
+
+_COMMITTED: list[Path] = []
+_COMMITTED_LOCK = threading.Lock()
+
+
+def committed_output_dirs() -> list[Path]:
+    """Output folders :func:`atomic_output_dir` completed in this process, oldest first (so that an
+    interrupted command can say exactly what was written)."""
+    with _COMMITTED_LOCK:
+        return list(_COMMITTED)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -114,78 +147,179 @@ def save_npz_atomic(path: str | os.PathLike[str], **arrays: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _is_replaceable(directory: Path) -> bool:
-    """A folder may be replaced when it is empty or PoseFit wrote it (it holds the marker)."""
-    return (directory / OUTPUT_MARKER).is_file() or not any(directory.iterdir())
+def _read_manifest(directory: Path) -> set[str] | None:
+    """Names PoseFit wrote into ``directory`` per its manifest; None for a legacy (empty) marker."""
+    try:
+        text = (directory / OUTPUT_MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        record = json.loads(text) if text.strip() else None
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("entries"), list):
+        return None
+    return {n for n in record["entries"] if isinstance(n, str) and n and "/" not in n and n not in (".", "..")}
+
+
+def _manifest_text(names: set[str]) -> str:
+    return json.dumps({"written_by": "PoseFit", "entries": sorted(names)}, indent=1)
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """Entries of an existing output folder that PoseFit did not write (its manifest does not list them)."""
+    listed = _read_manifest(directory)
+    names = sorted(p.name for p in directory.iterdir() if p.name != OUTPUT_MARKER)
+    if listed is None:
+        return names if not (directory / OUTPUT_MARKER).is_file() else []
+    return [n for n in names if n not in listed]
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work is done, that results can be written to the folder ``path``.
+
+    Follows a symbolic link to a folder (the link stays; its target receives the files).
+
+    Returns:
+        The folder results will go to (the link's target for a link).
+
+    Raises:
+        OutputNotAFolderError: ``path`` is a file, a dangling link, or a link to a file.
+        OutputFolderExistsError: ``path`` is a non-empty folder PoseFit did not write (no manifest).
+        OutputNotWritableError: the folder, or the nearest existing folder above it, is not writable.
+    """
+    given = Path(path)
+    final = given
+    if given.is_symlink():
+        target = Path(os.path.realpath(given))
+        if not target.exists():
+            raise OutputNotAFolderError(
+                f"{shorten(given)}: is a symbolic link to {shorten(target)}, which does not exist; "
+                "remove the link or create its target folder"
+            )
+        final = target
+    if final.exists() and not final.is_dir():
+        raise OutputNotAFolderError(f"{shorten(given)}: exists and is not a folder; choose another output folder")
+    if final.is_dir():
+        if not (final / OUTPUT_MARKER).is_file() and any(final.iterdir()):
+            raise OutputFolderExistsError(
+                f"{shorten(given)}: folder exists, is not empty and was not written by PoseFit (no {OUTPUT_MARKER} "
+                f"file); refusing to replace it: choose a new or empty output folder"
+            )
+        for folder in (final, final.parent):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise OutputNotWritableError(f"{shorten(folder)}: folder is not writable (permission denied)")
+        return final
+    ancestor = final.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputNotAFolderError(f"{shorten(ancestor)}: is not a folder, so {shorten(given)} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(
+            f"{shorten(ancestor)}: folder is not writable (permission denied), so {shorten(given)} cannot be created"
+        )
+    return final
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block runs (the few renames of a commit), then deliver them: the
+    output folder is then always in its old or its new state, never in between. Main thread only
+    (elsewhere Python delivers signals to the main thread anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    wanted = [signal.SIGINT, getattr(signal, "SIGTERM", signal.SIGINT)]
+    previous = {}
+    for sig in dict.fromkeys(wanted):
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 @contextlib.contextmanager
 def atomic_output_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Build an output folder in a temporary folder and move it into place only on success.
+    """Build an output folder in a temporary folder and move its content into place only on success.
 
     Usage::
 
         with atomic_output_dir("results/photo1") as tmp:
             save_npz_atomic(tmp / "fit.npz", ...)
             save_image(tmp / "overlay.png", ...)
-        # results/photo1 now holds fit.npz and overlay.png (and the marker file)
+        # results/photo1 now holds fit.npz and overlay.png (and the manifest)
 
     Semantics:
 
-    - The temporary folder is ``<parent>/.<name>.tmp-<random>`` (same file system as the final
-      folder, so the final step is a rename, not a copy). Parent folders are created.
-    - On an exception (including ``KeyboardInterrupt``) inside the block the temporary folder and
-      everything in it are deleted, the exception propagates, and ``final_dir`` is untouched.
-    - On success, if ``final_dir`` does not exist the temporary folder is renamed to it. If it
-      exists, its **whole content is replaced** (not merged): it is first renamed aside to
-      ``.<name>.old-<random>``, the new folder is renamed into place, then the old one is deleted.
-      Between those two renames (microseconds) ``final_dir`` does not exist; if the second rename
-      fails, the old folder is put back.
-    - To protect user data, an existing ``final_dir`` is replaced only if it is empty or holds the
-      :data:`OUTPUT_MARKER` file that this function writes into every folder it produces; anything
-      else raises ``FileExistsError`` *before* the block runs (and again at commit time if the folder
-      appeared meanwhile). A ``final_dir`` that is a file raises ``NotADirectoryError``.
-    - A process killed with SIGKILL can leave a hidden ``.<name>.tmp-*`` folder behind; it is never
-      mistaken for a result.
+    - :func:`check_output_dir` runs first (and again at commit time): a file, a dangling link, a non-empty
+      folder without PoseFit's manifest, or an unwritable place raises its one-line error before the
+      block runs. A symbolic link to a folder is followed (the link stays).
+    - The temporary folder is ``<parent>/.<name>.tmp-<random>`` (same file system, so moving is a rename).
+      Parent folders are created. It is always removed when the ``with`` ends, whatever happened.
+    - On an exception (including ``KeyboardInterrupt``, and SIGTERM where the CLI turns it into one)
+      inside the block, nothing is moved: ``final_dir`` is untouched.
+    - On success, a new folder is renamed into place. Into an existing output folder, each new entry
+      replaces the entry of the same name; entries the old manifest lists and the new output lacks are
+      deleted; entries the manifest does not list (the user's own files) are kept, and if one has the name
+      of a new entry the commit is refused (``OutputFolderExistsError``) before anything moves. The
+      manifest is updated first (listing old and new entries) and last (the new ones). SIGINT/SIGTERM are
+      held during these renames, so an interrupt leaves the folder entirely old or entirely new; only a
+      SIGKILL or power loss mid-commit can leave some entries new and some old (each complete).
 
     Yields:
-        The temporary folder (a :class:`pathlib.Path`), initially holding only the marker file.
+        The temporary folder (a :class:`pathlib.Path`), initially empty but for the manifest.
     """
-    final = Path(final_dir)
-    _check_final(final)
+    final = check_output_dir(final_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}")
     tmp.mkdir()
     try:
-        (tmp / OUTPUT_MARKER).touch()
+        (tmp / OUTPUT_MARKER).write_text(_manifest_text(set()), encoding="utf-8")
         yield tmp
-        _check_final(final)
-        _commit(tmp, final)
-    except BaseException:
+        with _signals_deferred():
+            final = check_output_dir(final_dir)
+            _commit(tmp, final)
+            with _COMMITTED_LOCK:
+                _COMMITTED.append(final)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _fsync_dir(final.parent)
 
 
-def _check_final(final: Path) -> None:
-    if final.exists() and not final.is_dir():
-        raise NotADirectoryError(f"{final}: exists and is not a folder; choose another output folder")
-    if final.is_dir() and not _is_replaceable(final):
-        raise FileExistsError(
-            f"{final}: folder exists, is not empty and was not written by PoseFit (no {OUTPUT_MARKER} "
-            f"file); refusing to replace it: choose a new or empty output folder"
-        )
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _commit(tmp: Path, final: Path) -> None:
+    new = {p.name for p in tmp.iterdir() if p.name != OUTPUT_MARKER}
     if not final.exists():
+        (tmp / OUTPUT_MARKER).write_text(_manifest_text(new), encoding="utf-8")
         os.rename(tmp, final)
         return
-    old = final.with_name(f".{final.name}.old-{secrets.token_hex(6)}")
-    os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    old = _read_manifest(final)
+    foreign = set(_foreign_entries(final))
+    clash = sorted(n for n in new if n in foreign or (old is None and (final / n).is_dir()))
+    if clash:
+        raise OutputFolderExistsError(
+            f"{shorten(final)}: holds {shorten(clash[:5])}, which PoseFit did not write and would have to "
+            "replace; refusing: move them or choose another output folder"
+        )
+    atomic_write_text(final / OUTPUT_MARKER, _manifest_text(new | (old or set())))
+    for name in sorted(new):
+        target = final / name
+        if (tmp / name).is_dir() and target.exists():
+            _remove(target)
+        os.replace(tmp / name, target)
+    for name in sorted((old or set()) - new):
+        _remove(final / name)
+    atomic_write_text(final / OUTPUT_MARKER, _manifest_text(new))

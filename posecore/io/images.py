@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,58 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
     return width, height
 
 
-def _open(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
+MAX_IMAGE_PIXELS = 50_000_000
+"""Largest photo or mask read (width x height): 50 megapixels, more than phone cameras take; a
+100,000 x 100,000 PNG (a decompression bomb of a few kilobytes) is refused before decoding."""
+
+
+def _check_pixels(p: Path, img: Image.Image) -> None:
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputFileError(
+            p,
+            f"is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more than PoseFit reads "
+            f"({MAX_IMAGE_PIXELS / 1e6:.0f} megapixels): scale it down first",
+        )
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of an image file as stored, from its header (nothing is decoded).
+
+    Raises:
+        InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
+    """
     p = existing_file(path, "an image file")
     try:
         with Image.open(p) as img:
-            img.load()  # decode now: truncated files fail here, not later
-            oriented = ImageOps.exif_transpose(img)
-            return oriented if oriented is not img else img.copy()
+            _check_pixels(p, img)
+            return img.size
+    except InputFileError:
+        raise
     except UnidentifiedImageError:
         raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
     except Image.DecompressionBombError as exc:
         raise InputFileError(p, f"is too large to load safely: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputFileError(p, f"cannot be read as an image (corrupt?): {exc}") from None
+
+
+def _open(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
+    p = existing_file(path, "an image file")
+    try:
+        with Image.open(p) as img:
+            _check_pixels(p, img)
+            img.load()  # decode now: truncated files fail here, not later
+            oriented = ImageOps.exif_transpose(img)
+            return oriented if oriented is not img else img.copy()
+    except InputFileError:
+        raise
+    except UnidentifiedImageError:
+        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputFileError(p, f"is too large to load safely: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
         raise InputFileError(p, f"cannot be decoded (corrupt or truncated image?): {exc}") from None
 
 
@@ -158,7 +198,24 @@ def load_mask(
         raw_max = mask.max(initial=0.0)
         if img.mode in ("L", "P") and 0 < raw_max <= 1.0 / 255.0 + 1e-6:
             mask = mask * 255.0  # a 0/1 label image
+    if not mask.any():
+        raise InputFileError(path, "is an empty mask (all black): it marks no person pixels")
+    if size is not None:
+        _check_same_aspect(path, img.size, size)
     return _resize(torch.from_numpy(mask.copy())[:, :, None], size)[:, :, 0]
+
+
+def _check_same_aspect(path: str | os.PathLike[str], stored: tuple[int, int], size: tuple[int, int]) -> None:
+    """Refuse resizing a mask to another aspect ratio (it would be stretched out of register with the
+    photo); one pixel of rounding either way is fine."""
+    width, height = stored
+    expected_height = width * size[1] / size[0]
+    if abs(height - expected_height) > max(1.5, 0.01 * height):
+        raise InputFileError(
+            path,
+            f"is {width} x {height} pixels, another aspect ratio than the photo's {size[0]} x {size[1]}: "
+            "the mask would be stretched; make the mask from this photo",
+        )
 
 
 def load_image_alpha(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor | None:

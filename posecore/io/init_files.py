@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +56,9 @@ from posecore.bodies.smplx_joints import (
     SMPLX_BODY_JOINT_NAMES,
     SMPLX_JOINT_NAMES,
 )
-from posecore.errors import InputFileError
-from posecore.io.paths import existing_file
+from posecore.errors import InputFileError, shorten
+from posecore.io.paths import existing_file, read_regular_file
+from posecore.io.safe_npz import LazyNpzRecord, NpzArchive
 from posecore.io.safe_pickle import load_pickle_safely
 
 SMPLIFYX_DEFAULT_FOCAL_LENGTH = 5000.0
@@ -68,6 +68,17 @@ is the image centre)."""
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".pkl", ".pickle", ".npz", ".json")
 
 FORMATS: tuple[str, ...] = ("smplify-x-pkl", "npz", "json", "smpler-x", "amass", "posefit")
+
+# Bounds on what reading an initialisation file may allocate: legitimate files hold at most some
+# thousands of frames of a few hundred numbers (an AMASS sequence of 20,000 frames x 165 float64 is 26 MB).
+MAX_INIT_FILE_BYTES = 256 * 2**20
+MAX_INIT_MEMBERS = 1000
+MAX_INIT_ARRAY_BYTES = 64 * 2**20
+MAX_INIT_TOTAL_BYTES = 256 * 2**20
+MAX_JSON_DEPTH = 32
+MAX_VALUE_MAGNITUDE = 1e6
+"""Largest |value| accepted in a parameter array (radians, metres, pixels): 1e308 is no pose and
+overflows to inf (then NaN) in the first product."""
 
 
 @dataclass
@@ -217,7 +228,7 @@ class _Reader:
 
     def __init__(self, path: Path, data: Mapping[str, Any]) -> None:
         self.path = path
-        self.data = dict(data)
+        self.data = data if isinstance(data, LazyNpzRecord) else dict(data)
         self.frame_counts: dict[str, int] = {}
 
     def error(self, problem: str) -> InputFileError:
@@ -232,13 +243,26 @@ class _Reader:
         value = self.data[key]
         try:
             arr = np.asarray(value)
-        except (ValueError, TypeError) as exc:
-            raise self.error(f"'{key}' is not a numeric array: {exc}") from None
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
-            raise self.error(f"'{key}' holds {arr.dtype} data, expected numbers")
-        arr = arr.astype(np.float64)
-        if not np.isfinite(arr).all():
-            raise self.error(f"'{key}' contains NaN or infinite values")
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise self.error(
+                f"'{key}' is not a numeric array (ragged or mixed nesting?): {shorten(exc, 120)}"
+            ) from None
+        if arr.dtype == object:
+            flat = [v for v in arr.reshape(-1)[:1000]] if arr.ndim else [arr.item()]
+            if any(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+                raise self.error(f"'{key}' holds integers too large for 64 bits, expected parameter values")
+            raise self.error(f"'{key}' is not a numeric array (it mixes numbers with other values or lists)")
+        if arr.dtype.kind not in "biuf":
+            raise self.error(f"'{key}' holds {shorten(arr.dtype, 40)} data (text?), expected numbers")
+        with np.errstate(all="ignore"):
+            arr = arr.astype(np.float64)
+            if not np.isfinite(arr).all():
+                raise self.error(f"'{key}' contains NaN or infinite values")
+            if arr.size and np.abs(arr).max() > MAX_VALUE_MAGNITUDE:
+                raise self.error(
+                    f"'{key}' holds values up to {np.abs(arr).max():.3g}, beyond any plausible parameter "
+                    f"(|value| <= {MAX_VALUE_MAGNITUDE:g})"
+                )
         return arr
 
     def text(self, *aliases: str) -> str | None:
@@ -416,13 +440,7 @@ def _load_mapping(path: Path) -> list[dict[str, Any]]:
     elif ext == ".npz":
         records = _load_npz(path)
     else:
-        try:
-            with path.open("r", encoding="utf-8") as f:
-                records = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise InputFileError(path, f"is not valid JSON: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputFileError(path, f"cannot be read as UTF-8 JSON text: {exc}") from None
+        records = _load_json(path)
     if isinstance(records, Mapping):
         records = [records]
     if not isinstance(records, list | tuple) or not records or not all(isinstance(r, Mapping) for r in records):
@@ -433,42 +451,75 @@ def _load_mapping(path: Path) -> list[dict[str, Any]]:
     for record in records:
         bad = [k for k in record if not isinstance(k, str)]
         if bad:
-            raise InputFileError(path, f"has non-text keys {bad[:5]}, expected parameter names")
-        out.append(dict(record))
+            raise InputFileError(path, f"has non-text keys {shorten(bad[:5])}, expected parameter names")
+        out.append(record if isinstance(record, LazyNpzRecord) else dict(record))
     return out
 
 
-def _load_npz(path: Path) -> dict[str, Any]:
+def _load_npz(path: Path) -> LazyNpzRecord:
+    """The archive's arrays, each read (with bounded memory, never unpickled) only when a parser asks."""
+    archive = NpzArchive(path, "an initialisation .npz file", MAX_INIT_FILE_BYTES, max_members=MAX_INIT_MEMBERS)
+    return LazyNpzRecord(archive, MAX_INIT_ARRAY_BYTES, MAX_INIT_TOTAL_BYTES)
+
+
+def _parse_int(text: str) -> int:
+    """JSON integers of at most 30 digits (a 5,000-digit one is no parameter and costs quadratic time)."""
+    if len(text) > 30:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _load_json(path: Path) -> Any:
+    data = read_regular_file(path, "a JSON initialisation file", MAX_INIT_FILE_BYTES)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise InputFileError(path, f"is not a readable .npz archive (corrupt or truncated?): {exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputFileError(path, "holds a single array (.npy data), expected an .npz archive of named arrays")
-    out: dict[str, Any] = {}
-    with archive:
-        for key in archive.files:
-            try:
-                out[key] = archive[key]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                    raise InputFileError(
-                        path,
-                        f"'{key}' is a pickled object array: PoseFit never unpickles .npz content (it can "
-                        f"run code); save plain numeric arrays, e.g. np.asarray(value, dtype=np.float32)",
-                    ) from None
-                raise InputFileError(path, f"'{key}' cannot be read: {exc}") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise InputFileError(path, f"'{key}' cannot be read (corrupt or truncated?): {exc}") from None
-    return out
+        value = json.loads(data.decode("utf-8"), parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(path, f"cannot be read as UTF-8 JSON text: {exc}") from None
+    except RecursionError:
+        raise InputFileError(path, f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:  # from _parse_int
+        raise InputFileError(path, f"holds {exc}; expected parameter values") from None
+    depth = _nesting_depth(value, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise InputFileError(path, f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    return value
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """How deeply lists/dicts nest in ``value`` (iterative; stops counting past ``limit``)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list | tuple):
+            children = list(item)
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # ------------------------------------------------------------------------------------------- formats
 def _parse_posefit(r: _Reader) -> _Parsed:
     raw_names = r.data["joint_names"]
-    names_arr = np.asarray(raw_names)
+    try:
+        names_arr = np.asarray(raw_names)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise r.error("'joint_names' is not a flat list of joint names (ragged or nested)") from None
     if names_arr.ndim != 1 or names_arr.dtype.kind not in "US":
-        raise r.error(f"'joint_names' has shape {names_arr.shape} and dtype {names_arr.dtype}, expected (J,) text")
+        raise r.error(
+            f"'joint_names' has shape {shorten(names_arr.shape, 40)} and dtype {shorten(names_arr.dtype, 40)}, "
+            "expected (J,) text"
+        )
+    if len(set(names_arr.tolist())) != names_arr.size:
+        raise r.error("'joint_names' lists a joint more than once")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in names_arr.tolist()]
     parsed = _Parsed(
         joint_names=names,
@@ -636,7 +687,10 @@ def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
     flat = r.find("flat_hand_mean")
     relative = model != "smpl"
     if flat is not None:
-        relative = relative and not bool(r.numeric(flat).reshape(-1)[0])
+        flags = r.numeric(flat).reshape(-1)
+        if flags.size != 1:
+            raise r.error(f"'{flat}' has {flags.size} values, expected one true/false value")
+        relative = relative and not bool(flags[0])
 
     parsed = _Parsed(
         joint_names=list(names),
@@ -722,7 +776,13 @@ def _to_float32(p: _Parsed) -> None:
 
 def _parse_file(path: str | os.PathLike[str]) -> tuple[Path, list[_Parsed]]:
     p = Path(path)
-    return p, [_parse_record(p, record) for record in _load_mapping(p)]
+    records = _load_mapping(p)
+    try:
+        return p, [_parse_record(p, record) for record in records]
+    finally:
+        for record in records:
+            if isinstance(record, LazyNpzRecord):
+                record.close()
 
 
 # ---------------------------------------------------------------------------------------------- API
