@@ -202,7 +202,37 @@ def smoothing_main(argv: list[str]) -> int:
         from posecore.io.atomic import atomic_write_text
 
         atomic_write_text(args.markdown, text)
+        wrist = body.joint_names.index("wrist.L")
+        wrist_row = next(i for i, j in enumerate(joints) if j == wrist)
+        png = trajectory_png(truth[:, wrist_row], dict([rows[1], rows[-1]]), wrist_row)  # fits, most smoothed
+        from posecore.figures import save_figure
+
+        save_figure(Path(args.markdown).with_suffix(".png"), png)
     return 0
+
+
+def trajectory_png(truth: torch.Tensor, fits: dict[str, torch.Tensor], row: int) -> bytes:
+    """One joint's position over the frames: the truth, the per-frame fits and smoothed fits (x, y, z panels).
+
+    Args:
+        truth: (T, 3) metres. fits: label -> (T, J, 3) joint positions; ``row`` selects the joint.
+    """
+    from posecore.figures import _pyplot, figure_png
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
+    for axis, name in enumerate("xyz"):
+        ax = axes[axis]
+        ax.plot(1000 * truth[:, axis].numpy(), "k-", lw=2, label="truth")
+        for label, positions in fits.items():
+            ax.plot(1000 * positions[:, row, axis].numpy(), "-", lw=1, label=label)
+        ax.set_xlabel("frame")
+        ax.set_ylabel(f"left wrist {name} (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Left wrist over the sequence: the truth, the per-frame fits and the smoothed fits")
+    fig.tight_layout()
+    return figure_png(fig)
 
 
 main = batch_main
