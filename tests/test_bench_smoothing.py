@@ -24,3 +24,23 @@ def test_smoothing_benchmark_reports_less_jitter_after_smoothing(tmp_path, capsy
     assert fits[0] < row("initialisation")[0]  # the fits did fit
     assert smooth[1] < 0.5 * fits[1]  # jitter (acceleration error) at least halved
     assert smooth[0] < fits[0] + 5.0  # without moving the poses away from the truth
+
+
+def test_a_saved_clip_with_its_truth_is_measured_the_same_way(anny, tmp_path, capsys) -> None:
+    """``--clip DIR`` (frames, init.npz, truth.npz as scripts/make_moving_clip.py writes them with Cycles; here
+    drawn by the rasteriser) gives the same table as the built-in sequence."""
+    from posecore.bench.sequence import make_moving_sequence
+
+    seq = make_moving_sequence(anny, frames=5, size=48)
+    seq.save(tmp_path / "clip" / "frames")
+    seq.save_init(tmp_path / "clip" / "init.npz", anny)
+    seq.save_truth(tmp_path / "clip" / "truth.npz", anny)
+    argv = ["--iterations", "3", "--chunk", "5", "--sigmas", "2"]
+    assert smoothing_main([*argv, "--clip", str(tmp_path / "clip"), "--markdown", str(tmp_path / "a.md")]) == 0
+    assert smoothing_main([*argv, "--frames", "5", "--size", "48", "--markdown", str(tmp_path / "b.md")]) == 0
+    capsys.readouterr()
+
+    def rows(path) -> list[str]:
+        return [line for line in path.read_text().splitlines() if line.startswith("| ") and "mm" not in line]
+
+    assert rows(tmp_path / "a.md") == rows(tmp_path / "b.md") and len(rows(tmp_path / "a.md")) == 3
