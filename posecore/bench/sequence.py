@@ -92,11 +92,13 @@ def make_moving_sequence(
             params.rotations[body.joint_index(joint), axis] += amplitude * math.sin(2 * math.pi * t / period + phase)
         with torch.no_grad():
             vertices = body(params).vertices
-            out = renderer.render(
-                RenderScene(vertices, body.faces, colors, case.camera, target_lighting(), torch.zeros(3))
-            )
+            if render is None:
+                scene = RenderScene(vertices, body.faces, colors, case.camera, target_lighting(), torch.zeros(3))
+                image = renderer.render(scene).image.clamp(0, 1)
+            else:
+                image = _render_external(render, body, vertices, case.camera, samples, seed=t)
         truths.append(params)
-        images.append(out.image.clamp(0, 1))
+        images.append(image)
     initial = case.initial.clone()
     initial.rotations = case.initial.rotations - case.truth.rotations + truths[0].rotations
     return MovingSequence(truths, images, case.camera, initial)
