@@ -135,33 +135,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.truth:
         truth = params_from_init(prepared.body, read_init(args.truth), vposer=prepared.problem.vposer)
     metrics = summarise(prepared.body, states, prepared.problem.target, truth)
-    settings = prepared.settings("fit", fitter.preset)
+    settings = prepared.settings("fit")
+    settings["preset"], settings["optimise"] = fitter.preset.name, list(fitter.preset.optimise)
+    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
+
+    prepared = prepare_fit(FitOptions.from_args(args))
+    fitter = prepared.fitter()
+    states = run_fit_loop(fitter, sys.stderr.isatty())
+    truth = None
+    if args.truth:
+        truth = params_from_init(prepared.body, read_init(args.truth))
+    metrics = summarise(prepared.body, states, prepared.problem.target, truth)
+    settings = prepared.settings("fit")
     write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
-
-
-def cmd_batch(args: argparse.Namespace) -> int:
-    from posecore.batch.plan import BatchJob, count_init_frames
-    from posecore.batch.runner import mark_output, run_batch
-    from posecore.fitting.setup import FitOptions, preset_for
-    from posecore.io.frame_sources import open_frame_source
-
-    if args.workers is not None and args.workers < 0:
-        raise ParameterError(f"--workers must be 0 (serial, no Ray) or more, got {args.workers}")
-    options = FitOptions.from_args(args)
-    preset_for(options)  # bad preset options fail here, not once per frame
-    source = open_frame_source(args.frames)
-    job = BatchJob(source, options, str(args.out), args.chunk, count_init_frames(args.init, len(source.frames)),
-                   threads=args.threads or 1)  # fmt: skip
-    summary = run_batch(job, workers=args.workers, address=args.address, show_progress=sys.stderr.isatty())
-    if summary["done"] == summary["frames"]:
-        from posecore.batch.sequence_files import write_sequence_files
-
-        summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
-        mark_output(job)
-    print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
-    return 0 if not summary["failed"] else 1
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -193,6 +181,29 @@ def _finite_non_negative(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {shorten(text, 40)}")
     return value
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from posecore.batch.plan import BatchJob, count_init_frames
+    from posecore.batch.runner import mark_output, run_batch
+    from posecore.fitting.setup import FitOptions, preset_for
+    from posecore.io.frame_sources import open_frame_source
+
+    if args.workers is not None and args.workers < 0:
+        raise ParameterError(f"--workers must be 0 (serial, no Ray) or more, got {args.workers}")
+    options = FitOptions.from_args(args)
+    preset_for(options)  # bad preset options fail here, not once per frame
+    source = open_frame_source(args.frames)
+    job = BatchJob(source, options, str(args.out), args.chunk, count_init_frames(args.init, len(source.frames)),
+                   threads=args.threads or 1)  # fmt: skip
+    summary = run_batch(job, workers=args.workers, address=args.address, show_progress=sys.stderr.isatty())
+    if summary["done"] == summary["frames"]:
+        from posecore.batch.sequence_files import write_sequence_files
+
+        summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
+        mark_output(job)
+    print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
+    return 0 if not summary["failed"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
     batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
     batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
+    batch.add_argument("--vposer", default=None, help="your VPoser folder (decodes a 32-number body_pose init)")
     batch.add_argument(
         "--workers", type=_int_at_least(0), default=None, help="Ray workers (default: every CPU); 0 = serial"
     )

@@ -24,7 +24,7 @@ from posecore.bodies.vposer import LATENT_DIM, VPoserDecoder
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
-from posecore.fitting.latent import LatentPose
+from posecore.fitting.latent import VPOSER_JOINTS, LatentPose
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -182,7 +182,13 @@ class PoseFitter:
     def __init__(self, problem: FitProblem, preset: Preset) -> None:
         preset.validate()
         problem.validate()
-        if preset.latent_pose_when_available and problem.vposer is not None and "pose" in preset.optimise:
+        smplx_body = set(VPOSER_JOINTS) <= set(problem.body.joint_names)
+        if (
+            preset.latent_pose_when_available
+            and problem.vposer is not None
+            and smplx_body
+            and "pose" in preset.optimise
+        ):
             preset = preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
         self.problem = problem
         self.preset = preset
@@ -340,7 +346,7 @@ class PoseFitter:
                         image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
                 if latent is not None:
-                    prior_loss = prior_loss + latent.prior(preset.prior_reference)
+                    prior_loss = prior_loss + latent.prior(preset.latent_prior_reference)
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(

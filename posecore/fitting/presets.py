@@ -23,12 +23,20 @@ class Preset:
         camera_lr: learning rate of the camera orbit angle alpha.
         momentum: SGD momentum (ignored by Adam).
         prior_weight: lambda of Eq. 5.
-        prior_reference: "zero" (the paper: ||theta_b||^2) or "init" (||theta_b - theta_init||^2).
+        prior_reference: for axis-angle theta_b: "zero" (||theta_b||^2, Eq. 5 as printed) or "init"
+            (||theta_b - theta_init||^2).
+        latent_prior_reference: for theta_b as VPoser's code z: "zero" (||z||^2, the paper's, the Gaussian prior
+            VPoser's space was trained for) or "init" (||z - z0||^2).
         loss_reduction: "sum" (Eq. 1 as written) or "mean" (resolution-independent).
         optimise: which upstream parameters move (subset of UPSTREAM_PARAMETERS).
         extra_lr_scale: learning-rate factor for translation/shape/expression relative to ``pose_lr``.
         pyramid_levels: > 1 replaces the image term by :func:`posecore.fitting.losses.pyramid_l2` with this
             many levels (the mean reduction at each level).
+        reference_size: with ``loss_reduction="sum"``, take Eq. 1's sum as if the image were
+            ``reference_size`` x ``reference_size`` pixels (the sum is scaled by S^2 / (H W)), so the
+            published step sizes mean the same at any resolution; 0 = the raw sum.
+        latent_pose_when_available: optimise theta_b as VPoser's code ("vposer") instead of axis-angle
+            ("pose") whenever the fit has a VPoser decoder.
         coarse_fraction: coarse-to-fine: this fraction of the iterations (after the first) renders at
             ``coarse_scale`` times the resolution (0 = never).
         coarse_scale: resolution factor of the coarse iterations.
@@ -37,11 +45,6 @@ class Preset:
         min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
         min_iterations: no early stop before this many iterations (a selective fit's objective, whose counted
             region moves with the part, can rise for a while before it falls).
-        reference_size: with ``loss_reduction="sum"``, take Eq. 1's sum as if the image were
-            ``reference_size`` x ``reference_size`` pixels (the sum is scaled by S^2 / (H W)), so the
-            published step sizes mean the same at any resolution; 0 = the raw sum.
-        latent_pose_when_available: optimise theta_b as VPoser's code ("vposer") instead of axis-angle
-            ("pose") whenever the fit has a VPoser decoder.
     """
 
     name: str
@@ -52,17 +55,18 @@ class Preset:
     momentum: float = 0.9
     prior_weight: float = 3.0
     prior_reference: str = "zero"
+    latent_prior_reference: str = "zero"
     loss_reduction: str = "sum"
     optimise: tuple[str, ...] = ("pose", "camera_angle")
     extra_lr_scale: float = 0.1
     pyramid_levels: int = 1
+    reference_size: int = 0
+    latent_pose_when_available: bool = False
     coarse_fraction: float = 0.0
     coarse_scale: float = 0.5
     patience: int = 0
     min_improvement: float = 1e-3
     min_iterations: int = 0
-    reference_size: int = 0
-    latent_pose_when_available: bool = False
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -81,10 +85,13 @@ class Preset:
             raise ParameterError(f"unknown upstream parameters {sorted(unknown)}; choose from {UPSTREAM_PARAMETERS}")
         if {"pose", "vposer"} <= set(self.optimise):
             raise ParameterError("optimise either 'pose' (axis-angle) or 'vposer' (VPoser's code), not both")
-        if self.prior_reference not in ("zero", "init"):
-            raise ParameterError(f"prior_reference must be 'zero' or 'init', got {self.prior_reference!r}")
+        for name in ("prior_reference", "latent_prior_reference"):
+            if getattr(self, name) not in ("zero", "init"):
+                raise ParameterError(f"{name} must be 'zero' or 'init', got {getattr(self, name)!r}")
         if self.pyramid_levels < 1:
             raise ParameterError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
+        if self.reference_size < 0:
+            raise ParameterError(f"reference_size must be >= 0, got {self.reference_size}")
         if not 0.0 <= self.coarse_fraction < 1.0:
             raise ParameterError(f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
         if not 0.0 < self.coarse_scale <= 1.0:
@@ -93,8 +100,6 @@ class Preset:
             raise ParameterError(
                 f"patience and min_improvement must be >= 0, got {self.patience}, {self.min_improvement}"
             )
-        if self.reference_size < 0:
-            raise ParameterError(f"reference_size must be >= 0, got {self.reference_size}")
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
@@ -107,11 +112,16 @@ PAPER = Preset(
     camera_lr=1e-8,
     momentum=0.9,
     prior_weight=3.0,
-    prior_reference="zero",
+    prior_reference="init",
+    latent_prior_reference="zero",
     loss_reduction="sum",
+    reference_size=24,
     latent_pose_when_available=True,
-    notes="Battogtokh & Borgo 2022, Eq. 5: clamped L2 (sum) + 3 ||theta_b||^2, two SGD optimisers "
-    "(momentum 0.9, lr 1e-4 pose, 1e-8 camera angle), 200 iterations.",
+    notes="Battogtokh & Borgo 2022, Eq. 5: clamped L2 (summed) + 3 ||theta_b||^2, two SGD optimisers (momentum "
+    "0.9, lr 1e-4 pose, 1e-8 camera angle), 200 iterations. theta_b is VPoser's code z (prior 3 ||z||^2) when a "
+    "VPoser folder is given, else axis-angle with the prior towards the initialisation; the summed image term is "
+    "taken at a 24x24 reference resolution so the published step sizes hold at any image size (measured on the "
+    "benchmark set; README, Presets).",
 )
 
 FAST = Preset(
@@ -122,6 +132,7 @@ FAST = Preset(
     camera_lr=0.002,
     prior_weight=1e-3,
     prior_reference="init",
+    latent_prior_reference="init",
     loss_reduction="mean",
     pyramid_levels=5,
     patience=15,

@@ -6,8 +6,7 @@ handling lands once. The steps, each a small function a caller (or a later featu
 1. the target: :func:`posecore.io.targets.read_target_image` (or pixels handed in: a movie frame);
 2. the fit size: :func:`fit_size` (``options.size`` = pixels of the longer side);
 3. the person mask: :func:`read_person_mask` (a mask file, or the photo's alpha channel);
-4. the initialisation: :func:`read_initialisation` (the ``--init`` file; a warm start hands one in), and the
-   user's VPoser decoder (:func:`read_vposer`);
+4. the initialisation: :func:`read_initialisation` (the ``--init`` file; a warm start hands one in);
 5. body model, camera, look (part, crop), preset and renderer.
 """
 
@@ -19,6 +18,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from posecore.bodies import BodyModel, load_body_model, params_from_init
+from posecore.bodies.vposer import VPoserDecoder
 from posecore.cameras.init_camera import camera_from_init
 from posecore.errors import InputFileError, ParameterError
 from posecore.fitting.look import Look
@@ -27,6 +27,7 @@ from posecore.fitting.presets import DEFAULT_PRESET, Preset, get_preset
 from posecore.io.images import load_mask
 from posecore.io.init_files import BodyInit, read_init
 from posecore.io.targets import TargetImage, read_target_image
+from posecore.io.vposer_files import load_vposer
 from posecore.render import DEFAULT_RENDERER, get_renderer
 
 
@@ -38,8 +39,6 @@ class FitOptions:
         image: target photo file (a batch hands the decoded frame to :func:`prepare_fit` instead).
         init: initialisation file (``.pkl``, ``.npz``, ``.json``, a PoseFit ``fit.npz``).
         frame: frame of a multi-frame initialisation file.
-        vposer: the user's VPoser folder: decodes a 32-number body_pose and lets theta_b be VPoser's code.
-        flat_hand_mean: the initialisation's hand poses were made with ``flat_hand_mean=True``.
         model: body model spec: ``anny`` or ``smplx:DIR[:gender]``.
         size: resize so the longer side has this many pixels (None: the photo's size).
         mask: person mask image file (white = person).
@@ -49,13 +48,13 @@ class FitOptions:
         render_part_only: render only the part's faces.
         preset: optimisation preset name; iterations / optimise (comma list) / prior_weight override it.
         renderer: renderer backend name.
+        vposer: the user's VPoser folder (decodes a 32-number body_pose; theta_b may then be the code).
+        flat_hand_mean: the init's hand poses were made with smplx's ``flat_hand_mean=True``.
     """
 
     image: str | None = None
     init: str | None = None
     frame: int = 0
-    vposer: str | None = None
-    flat_hand_mean: bool = False
     model: str = "anny"
     size: int | None = None
     mask: str | None = None
@@ -68,6 +67,8 @@ class FitOptions:
     optimise: str | None = None
     prior_weight: float | None = None
     renderer: str = DEFAULT_RENDERER
+    vposer: str | None = None
+    flat_hand_mean: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FitOptions:
@@ -106,26 +107,23 @@ class PreparedFit:
         """A new :class:`PoseFitter` for this fit (validates the problem)."""
         return PoseFitter(self.problem, self.preset)
 
-    def settings(self, command: str, preset: Preset | None = None) -> dict:
-        """The ``settings`` block of ``result.json``: how this fit was made (JSON-ready).
-
-        ``preset``: the one the fit ran with, when the fitter adapted it (VPoser), else :attr:`preset`."""
+    def settings(self, command: str) -> dict:
+        """The ``settings`` block of ``result.json``: how this fit was made (JSON-ready)."""
         o = self.options
-        preset = preset or self.preset
         return {
             "command": command,
             "image": self.target.source,
             "init": self.init.source,
             "model": o.model,
-            "preset": preset.name,
+            "preset": self.preset.name,
             "renderer": self.problem.renderer.name,
             "part": o.part,
             "crop": self.crop,
             "mask": o.mask,
-            "vposer": str(o.vposer) if o.vposer else None,
-            "iterations": preset.iterations,
-            "optimise": list(preset.optimise),
-            "prior_weight": preset.prior_weight,
+            "vposer": o.vposer,
+            "iterations": self.preset.iterations,
+            "optimise": list(self.preset.optimise),
+            "prior_weight": self.preset.prior_weight,
             "size": list(self.size),
             "threads": torch.get_num_threads(),
         }
@@ -158,19 +156,7 @@ def read_initialisation(options: FitOptions) -> BodyInit:
     """The initialisation named by the options (one frame of ``options.init``)."""
     if options.init is None:
         raise ParameterError("an initialisation is needed: pass --init FILE (a SMPLify-X .pkl, .npz, .json or fit.npz)")
-    init = read_init(options.init, frame=options.frame)
-    if options.flat_hand_mean:
-        init.hand_pose_relative_to_mean = False
-    return init
-
-
-def read_vposer(options: FitOptions):
-    """The user's VPoser decoder named by ``options.vposer``, or None."""
-    if not options.vposer:
-        return None
-    from posecore.io.vposer_files import load_vposer
-
-    return load_vposer(options.vposer)
+    return read_init(options.init, frame=options.frame)
 
 
 def parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
@@ -202,6 +188,7 @@ def prepare_fit(
     init: BodyInit | None = None,
     body: BodyModel | None = None,
     renderer: object | None = None,
+    vposer: VPoserDecoder | None = None,
 ) -> PreparedFit:
     """Turn files and options into a ready fit.
 
@@ -211,6 +198,7 @@ def prepare_fit(
         init: the initialisation, when not read from ``options.init`` (a warm start from the previous frame).
         body: an already loaded body model matching ``options.model`` (a batch worker loads it once).
         renderer: an already made renderer matching ``options.renderer``.
+        vposer: an already loaded VPoser decoder matching ``options.vposer``.
 
     Raises:
         InputFileError: a file is missing or unusable (the message names it).
@@ -225,12 +213,15 @@ def prepare_fit(
     mask = read_person_mask(options, target, size)
     if init is None:
         init = read_initialisation(options)
-    vposer = read_vposer(options)
+    if options.flat_hand_mean:
+        init.hand_pose_relative_to_mean = False
+    if vposer is None and options.vposer:
+        vposer = load_vposer(options.vposer)
     if body is None:
         body = load_body_model(options.model)
     initial = params_from_init(body, init, vposer=vposer)
     initial_code = None
-    if vposer is not None and init.vposer_code is not None:
+    if vposer is not None and init.vposer_code is not None:  # a SMPLify-X result's own code starts a latent fit
         initial_code = torch.as_tensor(init.vposer_code, dtype=torch.float32)
     camera = camera_from_init(init.camera, size[0], size[1], target.size)
     crop = parse_crop(options.crop)
