@@ -300,7 +300,11 @@ def _interrupted(kind: str, out: str | None, written_before: int) -> None:
     from posecore.io.atomic import committed_output_dirs
 
     written = committed_output_dirs()[written_before:]
-    if written:
+    if len(written) > 3:  # a batch: its frame folders
+        parents = sorted({str(Path(p).parent) for p in written})
+        print(f"posefit: {kind}: interrupted after {len(written)} result folders were written to "
+              f"{shorten(', '.join(parents))}; the same command resumes", file=sys.stderr)  # fmt: skip
+    elif written:
         where = ", ".join(shorten(p) for p in written)
         print(f"posefit: {kind}: interrupted after the results were written to {where}", file=sys.stderr)
     elif out is not None:

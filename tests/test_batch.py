@@ -230,3 +230,24 @@ def test_bad_batch_input_exits_2_with_one_line_and_writes_nothing(sequence, tmp_
         lines = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and mention in lines[0], (name, lines)
         assert not out.exists(), name
+
+
+def test_ctrl_c_stops_with_one_line_a_summary_and_the_frames_done(sequence, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "posecore", *batch_argv(sequence, out, "--workers", "0", "--chunk", "6")]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while sum((out / n / "fit.npz").is_file() for n in names()) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, "the batch ended before it was interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "interrupted after" in lines[0] and "resumes" in lines[0], stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and 4 <= summary["done"] < FRAMES
+    assert main(batch_argv(sequence, out, "--workers", "0", "--chunk", "6")) == 0  # the same command resumes
+    capsys.readouterr()
+    assert json.loads((out / "summary.json").read_text())["done"] == FRAMES
