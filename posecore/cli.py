@@ -185,7 +185,7 @@ def _finite_non_negative(text: str) -> float:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from posecore.batch.plan import BatchJob, count_init_frames
-    from posecore.batch.runner import mark_output, run_batch
+    from posecore.batch.runner import run_batch
     from posecore.fitting.setup import FitOptions, preset_for
     from posecore.io.frame_sources import open_frame_source
 
@@ -201,7 +201,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from posecore.batch.sequence_files import write_sequence_files
 
         summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
-        mark_output(job)
     print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
     return 0 if not summary["failed"] else 1
 

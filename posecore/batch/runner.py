@@ -19,7 +19,7 @@ from pathlib import Path
 import posecore
 from posecore.batch.plan import SUMMARY_FILE, BatchJob, Chunk, plan_chunks
 from posecore.batch.worker import FrameOutcome, fit_chunk
-from posecore.io.atomic import OUTPUT_MARKER, atomic_write_text
+from posecore.io.atomic import atomic_write_text, claim_output_dir
 
 TASK_MAX_RETRIES = 3
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -42,18 +42,6 @@ def _worker_env() -> dict:
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
-
-
-def mark_output(job: BatchJob) -> None:
-    """Write OUT's manifest (:data:`~posecore.io.atomic.OUTPUT_MARKER`): the frame folders and files PoseFit put
-    there, so that a re-run may write into the folder and nothing else in it is ever touched."""
-    from posecore.batch.sequence_files import SEQUENCE_FILE, SMOOTHED_FILE
-
-    out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = {f.name for f in job.source.frames if job.frame_dir(f).is_dir()}
-    names |= {n for n in (SUMMARY_FILE, SEQUENCE_FILE, SMOOTHED_FILE) if (out / n).is_file()}
-    atomic_write_text(out / OUTPUT_MARKER, json.dumps({"written_by": "PoseFit", "entries": sorted(names)}, indent=1))
 
 
 def run_serial(job: BatchJob, chunks: Iterable[Chunk], on_outcomes: Callable[[list[FrameOutcome]], None]) -> None:
@@ -128,8 +116,8 @@ def run_batch(
     with its reason; it is written also when the run stops early (``complete`` is then false).
     """
     started = time.perf_counter()
+    claim_output_dir(job.out)  # so a re-run (resume) is let into the folder it started
     frames = job.source.frames
-    mark_output(job)
     chunks = plan_chunks(job)
     pending = {f.name for c in chunks for f in c.frames if not job.is_done(f)}
     outcomes: dict[str, FrameOutcome] = {}
@@ -162,7 +150,6 @@ def run_batch(
         summary = summarise_run(job, outcomes, complete, time.perf_counter() - started)
         summary["ray"] = cluster
         atomic_write_text(Path(job.out) / SUMMARY_FILE, json.dumps(summary, indent=1))
-        mark_output(job)
     return summary
 
 

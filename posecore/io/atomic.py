@@ -166,6 +166,20 @@ def _manifest_text(names: set[str]) -> str:
     return json.dumps({"written_by": "PoseFit", "entries": sorted(names)}, indent=1)
 
 
+def claim_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Make ``path`` a PoseFit output folder that is filled piece by piece (a batch run's ``OUT``).
+
+    Creates the folder (and parents) and, if it has none, writes the manifest with no entries: a re-run
+    (resuming) passes :func:`check_output_dir`, while nothing in the folder is claimed as PoseFit's to replace.
+    Call :func:`check_output_dir` first: a foreign non-empty folder is refused there.
+    """
+    folder = check_output_dir(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / OUTPUT_MARKER).is_file():
+        atomic_write_text(folder / OUTPUT_MARKER, _manifest_text(set()))
+    return folder
+
+
 def _foreign_entries(directory: Path) -> list[str]:
     """Entries of an existing output folder that PoseFit did not write (its manifest does not list them)."""
     listed = _read_manifest(directory)
