@@ -251,3 +251,22 @@ def test_result_files_load_back(tmp_path: Path) -> None:
     manifest = (tmp_path / "out" / OUTPUT_MARKER).read_text()
     assert '"result.json"' in manifest
     assert sorted(os.listdir(tmp_path / "out")) == [OUTPUT_MARKER, "result.json"]
+
+
+def test_png_chunk_claiming_a_gigabyte_is_not_allocated(tmp_path: Path) -> None:
+    """Found by the fuzzer: PIL reads a chunk of the length the file declares; from disk that allocated it."""
+    photo = tmp_path / "photo.png"
+    save_image(photo, torch.rand(12, 16, 3))
+    data = bytearray(photo.read_bytes())
+    idat = data.find(b"IDAT")
+    struct.pack_into(">I", data, idat - 4, 0x52000257)  # the image data chunk claims 1.3 GB
+    photo.write_bytes(bytes(data))
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1024 * 2**20, 1024 * 2**20))\n"
+        "from posecore.fuzz import read_one\n"
+        f"sys.exit(read_one('image', {str(photo)!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

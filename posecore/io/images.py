@@ -27,7 +27,7 @@ from torch.nn import functional
 
 from posecore.errors import InputFileError, ParameterError
 from posecore.io.atomic import atomic_write_bytes
-from posecore.io.paths import existing_file
+from posecore.io.paths import existing_file, read_regular_file
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
@@ -59,15 +59,26 @@ def _check_pixels(p: Path, img: Image.Image) -> None:
         )
 
 
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+
+
+def _file_in_memory(path: str | os.PathLike[str]) -> tuple[Path, io.BytesIO]:
+    """The image file's bytes (a regular file of at most MAX_IMAGE_FILE_BYTES) as a BytesIO: PIL's decoders
+    read chunk lengths from the file and ask for that many bytes; from a BytesIO such a read returns what
+    exists instead of allocating what a corrupt header claims (a PNG chunk "of 1.3 GB")."""
+    p = existing_file(path, "an image file")
+    return p, io.BytesIO(read_regular_file(p, "an image file", MAX_IMAGE_FILE_BYTES))
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) of an image file as stored, from its header (nothing is decoded).
 
     Raises:
         InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
     """
-    p = existing_file(path, "an image file")
+    p, data = _file_in_memory(path)
     try:
-        with Image.open(p) as img:
+        with Image.open(data) as img:
             _check_pixels(p, img)
             return img.size
     except InputFileError:
@@ -82,9 +93,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
-    p = existing_file(path, "an image file")
+    p, data = _file_in_memory(path)
     try:
-        with Image.open(p) as img:
+        with Image.open(data) as img:
             _check_pixels(p, img)
             img.load()  # decode now: truncated files fail here, not later
             oriented = ImageOps.exif_transpose(img)
