@@ -61,7 +61,8 @@ def summarise(body, states, target, truth=None) -> dict:
             "before": image_error_percent(first.render, target, first.weight),
             "after": image_error_percent(last.render, target, last.weight),
         },
-        "loss": {"before": first.loss, "after": last.loss},
+        "loss": {"before": first.loss, "after": last.loss, "last_iterate": last.last_loss},
+        "best_iteration": last.best_iteration,
         "iterations": last.iteration,
         "seconds": last.elapsed_s,
         "seconds_per_iteration": last.elapsed_s / max(1, last.iteration),
@@ -187,8 +188,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if mask is None:
             raise InputFileError(image_path, "--mask-from-alpha: the image has no alpha channel")
     init = read_init(args.init, frame=args.frame)
+    if args.flat_hand_mean:
+        init.hand_pose_relative_to_mean = False
+    vposer = None
+    if args.vposer:
+        from posecore.io.vposer_files import load_vposer
+
+        vposer = load_vposer(args.vposer)
     body = load_body_model(args.model)
-    initial = params_from_init(body, init)
+    initial = params_from_init(body, init, vposer=vposer)
+    initial_code = None
+    if vposer is not None and init.vposer_code is not None:
+        initial_code = torch.as_tensor(init.vposer_code, dtype=torch.float32)
     camera = camera_from_init(init.camera, width, height, source_size)
     crop = None
     if args.crop:
@@ -205,11 +216,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         prior_weight=args.prior_weight,
     )
     renderer = get_renderer(args.renderer)
-    fitter = PoseFitter(FitProblem(body, initial, target, look, renderer, person_mask=mask), preset)
+    problem = FitProblem(body, initial, target, look, renderer, person_mask=mask, vposer=vposer,
+                         initial_code=initial_code)  # fmt: skip
+    fitter = PoseFitter(problem, preset)
+    preset = fitter.preset  # the paper preset optimises VPoser's code when a VPoser folder is given
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
     if args.truth:
-        truth = params_from_init(body, read_init(args.truth))
+        truth = params_from_init(body, read_init(args.truth), vposer=vposer)
     metrics = summarise(body, states, target, truth)
     settings = {
         "command": "fit",
@@ -221,6 +235,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "part": args.part,
         "crop": crop,
         "mask": args.mask,
+        "vposer": str(args.vposer) if args.vposer else None,
         "iterations": preset.iterations,
         "optimise": list(preset.optimise),
         "prior_weight": preset.prior_weight,
@@ -292,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--image", required=True, help="target photo")
     fit.add_argument("--init", required=True, help="initialisation (.pkl SMPLify-X, .npz, .json, fit.npz)")
     fit.add_argument("--frame", type=int, default=0, help="frame of a multi-frame initialisation")
+    fit.add_argument(
+        "--vposer",
+        default=None,
+        help="your VPoser folder (vposer_v1_0/ or V02_05/): decodes a "
+        "32-number body_pose and lets theta_b be VPoser's code (--optimise vposer; the paper preset)",
+    )
+    fit.add_argument(
+        "--flat-hand-mean",
+        action="store_true",
+        help="the init's hand poses were made with "
+        "flat_hand_mean=True (SMPLify-X's default is False: relative to the mean hand pose)",
+    )
     fit.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
     fit.add_argument("--mask", default=None, help="person mask image (white = person)")
     fit.add_argument("--mask-from-alpha", action="store_true", help="use the photo's alpha channel as mask")

@@ -41,6 +41,7 @@ READERS: dict[str, str] = {
     "model": ".npz",
     "image": ".png",
     "mask": ".png",
+    "vposer": ".pt",
 }
 """Reader name -> file extension it is fed."""
 
@@ -62,6 +63,10 @@ def _read(reader: str, path: Path) -> None:
         from posecore.io.images import load_mask
 
         load_mask(path)
+    elif reader == "vposer":
+        from posecore.io.vposer_files import load_vposer
+
+        load_vposer(path)
     elif reader == "pickle":
         from posecore.io.safe_pickle import load_pickle_safely
 
@@ -170,7 +175,30 @@ def seeds(reader: str) -> list[bytes]:
         return [_png("RGB", (16, 12)), _png("RGBA", (8, 8))]
     if reader == "mask":
         return [_png("L", (16, 12))]
+    if reader == "vposer":
+        return _vposer_seeds()
     raise ValueError(reader)
+
+
+def _vposer_seeds() -> list[bytes]:
+    """Small VPoser checkpoints (hidden width 8): v1.0 state dicts in torch's legacy and zip formats, a v2.0
+    Lightning-style checkpoint."""
+    import torch
+
+    from posecore.bodies.synthetic_vposer import _v1_state_dict, random_decoder
+
+    out = []
+    for legacy in (True, False):
+        buffer = io.BytesIO()
+        torch.save(_v1_state_dict(random_decoder("v1", hidden=8)), buffer, _use_new_zipfile_serialization=not legacy)
+        out.append(buffer.getvalue())
+    v2 = random_decoder("v2", hidden=8)
+    state = {f"vp_model.decoder_net.{i}.{k}": getattr(v2, f"{n}_{k}")
+             for i, n in ((0, "fc1"), (3, "fc2"), (5, "out")) for k in ("weight", "bias")}  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save({"epoch": 8, "state_dict": state}, buffer)
+    out.append(buffer.getvalue())
+    return out
 
 
 # ------------------------------------------------------------------------------------------ strategies

@@ -182,3 +182,32 @@ def test_mirror_is_an_involution(anny) -> None:
     r = torch.tensor([0.3, -0.2, 0.5])
     assert torch.equal(scenes.mirror_rotation(anny, scenes.mirror_rotation(anny, r)), r)
     assert np.isclose(float(r.norm()), float(scenes.mirror_rotation(anny, r).norm()))
+
+
+def test_smplifyx_layout_scene_writes_the_result_pickle_smplifyx_writes(tmp_path: Path, synthetic_smplx_dir) -> None:
+    """The SMPLify-X-layout scene's init.pkl has SMPLify-X's default keys and shapes (12 PCA hands, no transl),
+    and the benchmark reads it as a user's file: the same body pose as the scene's init.npz."""
+    import pickle
+
+    from posecore.bodies import load_body_model
+
+    index = next(i for i, s in enumerate(scenes.SCENES) if s.init_layout == "smplifyx")
+    smplx_body = load_body_model(f"smplx:{synthetic_smplx_dir}")
+    scenes.make_scene(scenes.SCENES[index], index, smplx_body, tmp_path, size=32, samples=1, threads=1,
+                      render=render_cycles)  # fmt: skip
+    folder = next(p for p in tmp_path.iterdir() if p.is_dir())
+    with open(folder / "init.pkl", "rb") as f:
+        result = pickle.load(f)  # our own file, written by the test: safe to unpickle
+    shapes = {k: v.shape for k, v in result.items()}
+    assert shapes == {
+        "camera_rotation": (1, 3, 3), "camera_translation": (1, 3), "betas": (1, 10), "global_orient": (1, 3),
+        "body_pose": (1, 63), "left_hand_pose": (1, 12), "right_hand_pose": (1, 12), "jaw_pose": (1, 3),
+        "leye_pose": (1, 3), "reye_pose": (1, 3), "expression": (1, 10),
+    }  # fmt: skip
+    assert all(v.dtype == np.float32 for v in result.values())
+    scene = accuracy.load_scene(folder)
+    initial = accuracy.scene_initial(scene, smplx_body)
+    body_rows = [smplx_body.joint_index(n) for n in ("pelvis", "left_hip", "right_elbow", "spine2")]
+    assert torch.allclose(initial.rotations[body_rows], scene.initial.rotations[body_rows], atol=1e-6)
+    hands = initial.rotations[25:55]
+    assert 0 < float(hands.abs().max()) < 0.5  # the PCA coefficients were expanded into finger rotations

@@ -167,3 +167,79 @@ def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path
     for joint, true_z in (("left_shoulder", -0.7), ("left_elbow", 0.8)):
         z = float(fitted["rotations"][names.index(joint), 2])
         assert abs(z - true_z) < 0.7 * 0.45, (joint, z)
+
+
+def test_smplify_x_default_layout_with_vposer(synthetic_smplx_dir, tmp_path, capsys) -> None:
+    """SMPLify-X's default output (use_vposer: body_pose is the (1, 32) code; 12 PCA hand coefficients; every
+    parameter of its smplx model) fits through --vposer with a VPoser v1.0 folder in its released layout, theta_b
+    optimised as the code; without --vposer the message names the file and the flag."""
+    from posecore.bodies import load_body_model, params_from_init
+    from posecore.bodies.synthetic_vposer import fit_decoder_to_poses, write_vposer_v1
+    from posecore.cameras.init_camera import camera_from_init
+    from posecore.io.init_files import read_init
+    from posecore.render.raster import RasterRenderer
+    from posecore.render.scene import RenderScene
+
+    size = 96
+    truth_pose = np.zeros((21, 3), np.float32)
+    truth_pose[15, 2], truth_pose[17, 2] = -0.7, 0.8  # left shoulder and elbow, in the image plane
+    faulty = truth_pose.copy()
+    faulty[15, 2] += 0.45
+    faulty[17, 2] -= 0.45
+    t = torch.linspace(0, 1, 16)[:, None, None]
+    poses = (1 - t) * torch.from_numpy(faulty) + t * torch.from_numpy(truth_pose)
+    decoder, codes = fit_decoder_to_poses(poses, iterations=500)
+    write_vposer_v1(tmp_path / "models", decoder)
+    rng = np.random.default_rng(0)
+    common = {
+        "camera_rotation": np.eye(3, dtype=np.float32)[None],
+        "camera_translation": np.array([[0.0, 0.25, 95.0]], np.float32),
+        "betas": np.zeros((1, 10), np.float32),
+        "global_orient": np.array([[np.pi, 0.0, 0.0]], np.float32),
+        "left_hand_pose": (0.1 * rng.normal(size=(1, 12))).astype(np.float32),
+        "right_hand_pose": (0.1 * rng.normal(size=(1, 12))).astype(np.float32),
+        "jaw_pose": np.zeros((1, 3), np.float32),
+        "leye_pose": np.zeros((1, 3), np.float32),
+        "reye_pose": np.zeros((1, 3), np.float32),
+        "expression": np.zeros((1, 10), np.float32),
+    }
+    with open(tmp_path / "truth.pkl", "wb") as f:
+        pickle.dump({**common, "body_pose": truth_pose.reshape(1, 63)}, f, protocol=2)
+    with open(tmp_path / "smplifyx.pkl", "wb") as f:
+        pickle.dump({**common, "body_pose": codes[:1].numpy()}, f, protocol=2)
+
+    body = load_body_model(f"smplx:{synthetic_smplx_dir}")
+    truth = params_from_init(body, read_init(tmp_path / "truth.pkl"))
+    camera = camera_from_init(read_init(tmp_path / "truth.pkl").camera, size, size, (size, size))
+    with torch.no_grad():
+        colors = torch.full((body.num_vertices, 3), 0.8)
+        image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
+    save_image(tmp_path / "photo.png", image.clamp(0, 1))
+
+    base = [
+        "fit",
+        "--image",
+        str(tmp_path / "photo.png"),
+        "--init",
+        str(tmp_path / "smplifyx.pkl"),
+        "--truth",
+        str(tmp_path / "truth.pkl"),
+        "--model",
+        f"smplx:{synthetic_smplx_dir}",
+        "--iterations",
+        "50",
+    ]
+    code, _stdout, stderr = run([*base, "--out", str(tmp_path / "refused")], capsys)
+    assert code == 2 and "smplifyx.pkl" in stderr and "--vposer" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "refused").exists()
+
+    out = tmp_path / "fit"
+    argv = [*base, "--vposer", str(tmp_path / "models"), "--optimise", "vposer,camera_angle", "--out", str(out)]
+    code, _stdout, stderr = run(argv, capsys)
+    assert code == 0, stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["settings"]["optimise"] == ["vposer", "camera_angle"]
+    metrics = result["metrics"]
+    assert metrics["pa_mpjpe_mm"]["after"] < 0.6 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
+    assert metrics["image_error_percent"]["after"] < 0.5 * metrics["image_error_percent"]["before"]
+    assert 0 < metrics["best_iteration"] <= 50

@@ -94,9 +94,10 @@ def test_paper_preset_orbits_the_camera_at_fixed_distance(anny, case) -> None:
     preset = get_preset("paper").with_overrides(iterations=3, camera_lr=1e-6)
     fitter = PoseFitter(FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()), preset)
     states = fitter.run()
-    assert float(states[-1].camera_angle.norm()) > 0  # the camera angle is optimised
+    moved = states[-2]  # the last iterate (the result may be the initialisation if every step made it worse)
+    assert float(moved.camera_angle.norm()) > 0  # the camera angle is optimised
     d0 = (case.camera.position - fitter.pivot).norm()
-    d1 = (states[-1].camera.position - fitter.pivot).norm()
+    d1 = (moved.camera.position - fitter.pivot).norm()
     assert float(d1) == pytest.approx(float(d0), rel=1e-5)
 
 
@@ -224,3 +225,31 @@ def test_shape_is_an_optional_upstream_parameter(anny, case) -> None:
                         preset).run()  # fmt: skip
     assert float(states[-1].params.shape[height]) > float(case.truth.shape[height]) + 0.05
     assert torch.equal(states[-1].params.rotations, case.truth.rotations)  # the pose is not optimised
+
+
+def test_a_fit_never_ends_worse_than_its_initialisation(anny, case) -> None:
+    """Start at the truth (the target is rendered from it) with a step size that can only make it worse: the
+    result is the initialisation, bit for bit, and says it came from iteration 0."""
+    problem = FitProblem(anny, case.truth, case.target, Look(case.camera), RasterRenderer())
+    fitter = PoseFitter(problem, get_preset("fast").with_overrides(iterations=6, pose_lr=0.3))
+    states = fitter.run()
+    assert min(s.loss for s in states[1:-1]) > states[0].loss  # every iterate was worse than the start
+    result = states[-1]
+    assert result.final and result.best_iteration == 0 and result.iteration == 6
+    assert torch.equal(result.params.rotations, case.truth.rotations)
+    assert result.loss == states[0].loss and result.last_loss > result.loss
+    assert torch.equal(result.render, states[0].render)
+
+
+def test_the_result_is_the_lowest_objective_seen(anny, case) -> None:
+    """With SGD steps big enough to oscillate, the last iterate is not the best: the result is the best one."""
+    problem = FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer())
+    fitter = PoseFitter(problem, get_preset("fast").with_overrides(iterations=12, pose_lr=0.08))
+    states = fitter.run()
+    result = states[-1]
+    seen = [s.loss for s in states[:-1]] + [result.last_loss]
+    assert result.loss == min(seen)
+    best = states[result.best_iteration] if result.best_iteration < len(states) - 1 else None
+    if best is not None:  # the result is that iterate's parameters, not a re-evaluation of other ones
+        assert torch.equal(result.params.rotations, best.params.rotations)
+    assert all(s.best_iteration <= s.iteration for s in states)

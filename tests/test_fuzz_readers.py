@@ -40,6 +40,6 @@ def test_fuzzed_files_give_only_posefit_errors_within_a_memory_limit(tmp_path: P
     summary = re.search(r"fuzz: (\d+) inputs .*peak memory (\d+) MB; no failures", output)
     assert summary, output[-4000:]
     assert int(summary[1]) >= 200  # every reader was driven
-    for reader in ("init-pkl", "init-npz", "init-json", "model", "image", "mask"):
+    for reader in ("init-pkl", "init-npz", "init-json", "model", "image", "mask", "vposer"):
         assert re.search(rf"{reader} [1-9]\d* \(\d+ read\)", output), output
     assert int(summary[2]) < 2048

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from posecore.bodies.smplx_joints import LEFT_HAND_JOINT_NAMES, RIGHT_HAND_JOINT_NAMES
 from posecore.errors import InputFileError
 from posecore.io.init_files import (
     SMPL_JOINT_NAMES,
@@ -192,7 +193,9 @@ def test_smplifyx_pkl_protocol2(tmp_path: Path) -> None:
     assert init.format == "smplify-x-pkl"
     assert init.model_name == "smplx"
     assert init.source == str(tmp_path / "000.pkl")
-    assert list(init.joint_rotations) == SMPLX_JOINT_NAMES
+    # every joint but the PCA hands' fingers (the body model expands those from the coefficients)
+    fingers = set(LEFT_HAND_JOINT_NAMES + RIGHT_HAND_JOINT_NAMES)
+    assert list(init.joint_rotations) == [n for n in SMPLX_JOINT_NAMES if n not in fingers]
     assert all(v.dtype == np.float32 and v.shape == (3,) for v in init.joint_rotations.values())
     np.testing.assert_allclose(init.joint_rotations["pelvis"], result["global_orient"][0])
     body = result["body_pose"].reshape(21, 3)
@@ -201,12 +204,12 @@ def test_smplifyx_pkl_protocol2(tmp_path: Path) -> None:
     np.testing.assert_allclose(init.joint_rotations["right_wrist"], body[20])
     np.testing.assert_allclose(init.joint_rotations["jaw"], [0.2, 0.0, 0.0])
     np.testing.assert_allclose(init.joint_rotations["right_eye_smplhf"], [0.0, 0.03, 0.0])
-    # PCA hands are kept as PCA coefficients; those finger joints stay zero
+    # PCA hands are kept as PCA coefficients; those finger joints are not given as rotations
     assert set(init.hand_pca) == {"left", "right"}
     np.testing.assert_allclose(init.hand_pca["left"], result["left_hand_pose"][0])
     np.testing.assert_allclose(init.hand_pca["right"], result["right_hand_pose"][0])
     assert init.hand_pca["left"].shape == (12,)
-    np.testing.assert_array_equal(init.joint_rotations["left_index1"], np.zeros(3))
+    assert "left_index1" not in init.joint_rotations
     assert init.hand_pose_relative_to_mean is True
     np.testing.assert_allclose(init.betas, result["betas"][0])
     np.testing.assert_allclose(init.expression, result["expression"][0])
@@ -230,12 +233,21 @@ def test_full_45_value_hands_become_joint_rotations(tmp_path: Path) -> None:
     np.testing.assert_allclose(init.joint_rotations["right_pinky2"], [1.0, 1.0, 1.0])
 
 
-def test_vposer_latent_is_reported(tmp_path: Path) -> None:
-    path = write_pickle(tmp_path / "v.pkl", smplifyx_result(body_pose=np.zeros((1, 32), np.float32)))
+def test_vposer_latent_is_kept_as_a_code(tmp_path: Path) -> None:
+    """SMPLify-X's default (use_vposer: True) stores body_pose as the (1, 32) code: it is read as such, the body
+    joints are left for the decoder, and without a VPoser folder the message names the file and the flag."""
+    code = RNG.normal(size=(1, 32)).astype(np.float32)
+    path = write_pickle(tmp_path / "v.pkl", smplifyx_result(body_pose=code))
+    init = read_init(path)
+    np.testing.assert_array_equal(init.vposer_code, code[0])
+    assert "left_hip" not in init.joint_rotations and "right_wrist" not in init.joint_rotations
+    np.testing.assert_allclose(init.joint_rotations["pelvis"], [np.pi, 0.1, -0.05], rtol=1e-6)
+    from posecore.bodies import params_from_init
+
     with pytest.raises(InputFileError) as info:
-        read_init(path)
+        params_from_init(object(), init)
     message = str(info.value)
-    assert "VPoser" in message and "32" in message and "63" in message
+    assert "VPoser" in message and "32" in message and "63" in message and "--vposer" in message
     assert str(path) in message
 
 
@@ -330,8 +342,9 @@ def test_json_round_trip(tmp_path: Path) -> None:
     from_pkl = read_init(write_pickle(tmp_path / "init.pkl", result))
     assert from_json.format == "json" and from_pkl.format == "smplify-x-pkl"
     assert from_json.gender == "female"
-    for name in SMPLX_JOINT_NAMES:
-        np.testing.assert_allclose(from_json.joint_rotations[name], from_pkl.joint_rotations[name])
+    assert list(from_json.joint_rotations) == list(from_pkl.joint_rotations)
+    for name, value in from_pkl.joint_rotations.items():
+        np.testing.assert_allclose(from_json.joint_rotations[name], value)
     np.testing.assert_allclose(from_json.betas, result["betas"][0])
     np.testing.assert_allclose(from_json.hand_pca["right"], result["right_hand_pose"][0])
     cam = from_json.camera

@@ -56,6 +56,7 @@ class Scene:
         truth, initial: the true parameters and the initialisation.
         camera: the true camera; init_camera: the camera the fit starts from (both model frame, the fit's size).
         target: (S, S, 3) the Cycles image in [0, 1]. part: the selective part or None.
+        folder: the scene folder (its ``init.pkl`` is read by :func:`scene_initial` for SMPLify-X-layout scenes).
     """
 
     name: str
@@ -67,6 +68,22 @@ class Scene:
     init_camera: PinholeCamera
     target: torch.Tensor
     part: str | None
+    folder: Path | None = None
+
+
+def scene_initial(scene: Scene, body: BodyModel) -> BodyParams:
+    """The initialisation a fit starts from: ``init.npz``, or for SMPLify-X-layout scenes their ``init.pkl``
+    read as a user's file is (PCA hands expanded, a VPoser code decoded with the set's VPoser folder)."""
+    init_file = scene.record.get("init_file")
+    if not init_file or scene.folder is None:
+        return scene.initial
+    from posecore.bodies import params_from_init
+    from posecore.io.init_files import read_init
+    from posecore.io.vposer_files import load_vposer
+
+    vposer_dir = scene.record.get("vposer_dir")
+    vposer = load_vposer(scene.folder.parent / vposer_dir) if vposer_dir else None
+    return params_from_init(body, read_init(scene.folder / init_file), vposer=vposer)
 
 
 def read_fit_npz(path: Path) -> tuple[BodyParams, PinholeCamera]:
@@ -105,7 +122,7 @@ def load_scene(folder: Path, size: int | None = None) -> Scene:
         camera, init_camera = camera.scaled(size / camera.width), init_camera.scaled(size / init_camera.width)
     target = load_image(folder / "target.png", size=(size, size))
     spec = "anny" if record["model"] == "anny" else f"smplx:{folder.parent / record['model_dir']}"
-    return Scene(folder.name, record, spec, truth, initial, camera, init_camera, target, record.get("part"))
+    return Scene(folder.name, record, spec, truth, initial, camera, init_camera, target, record.get("part"), folder)
 
 
 def scene_folders(root: Path) -> list[Path]:
@@ -147,7 +164,7 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
     from posecore.fitting.parts import part_joints
 
     look = Look(scene.init_camera, part=scene.part)
-    fitter = PoseFitter(FitProblem(body, scene.initial, scene.target, look, renderer), preset)
+    fitter = PoseFitter(FitProblem(body, scene_initial(scene, body), scene.target, look, renderer), preset)
     states = fitter.run()
     first, last = states[0], states[-1]
     joints = body.body_joint_indices
@@ -162,6 +179,7 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
         "size": scene.camera.width,
         "kind": scene_kind(scene.record),
         "iterations": last.iteration,
+        "best_iteration": last.best_iteration,
         "seconds": round(last.elapsed_s, 3),
         "seconds_per_iteration": round(last.elapsed_s / max(1, last.iteration), 4),
         "mpjpe_mm": _pair(mpjpe_mm(before_j[joints], truth_j[joints]), mpjpe_mm(after_j[joints], truth_j[joints])),

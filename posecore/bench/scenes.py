@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -48,6 +49,13 @@ PoseTable = dict[str, tuple[float, float, float]]
 
 SMPLX_MODEL_DIR = "smplx_model"
 """Sub-folder of a scene set holding the generated SMPL-X-format model (``smplx/SMPLX_NEUTRAL.npz``)."""
+
+VPOSER_MODEL_DIR = "vposer_model"
+"""Sub-folder of a scene set holding a generated VPoser v1.0 folder (``vposer_v1_0/``) for the SMPLify-X-layout
+scenes whose body_pose is a VPoser code."""
+
+SMPLIFYX_PCA_COMPONENTS = 12
+"""SMPLify-X's default ``num_pca_comps``."""
 
 TORSO_AND_LIMBS = (
     "spine2",
@@ -210,6 +218,9 @@ class SceneSpec:
         part: a part name (selective scene: the fit looks at that part, and only it is wrong).
         color: linear RGB base colour of the Cycles material.
         seed: seeds the initialisation errors (and Cycles' sampling).
+        init_layout: "posefit" (``init.npz`` only) or, for SMPL-X scenes, also ``init.pkl`` in SMPLify-X's
+            default result layout: "smplifyx" (axis-angle body_pose, 12 PCA hand coefficients) or
+            "smplifyx_vposer" (body_pose as the (1, 32) code of the scene set's generated VPoser v1.0 folder).
     """
 
     name: str
@@ -224,6 +235,7 @@ class SceneSpec:
     part: str | None = None
     color: tuple[float, float, float] = (0.62, 0.36, 0.26)
     seed: int = 0
+    init_layout: str = "posefit"
 
 
 SKIN = (0.62, 0.36, 0.26)
@@ -395,6 +407,28 @@ SCENES: list[SceneSpec] = [
         6.0,
         color=OLIVE,
         seed=17,
+    ),
+    SceneSpec(
+        "smplifyx_pkl_judo_lean",
+        "smplx",
+        JUDO_LEAN,
+        "judo lean; init as a SMPLify-X result .pkl (12 PCA hands)",
+        25.0,
+        8.0,
+        color=BLUE_GI,
+        seed=18,
+        init_layout="smplifyx",
+    ),
+    SceneSpec(
+        "smplifyx_vposer_crouch",
+        "smplx",
+        CROUCH,
+        "crouch; init as SMPLify-X's default .pkl (VPoser code, 12 PCA hands)",
+        -20.0,
+        10.0,
+        color=WHITE_GI,
+        seed=19,
+        init_layout="smplifyx_vposer",
     ),
 ]
 
@@ -605,13 +639,92 @@ def make_scene(
     }
     zero = torch.zeros(3)
     folder = out / f"{index + 1:02d}_{spec.name}"
+    smplifyx = None
+    if spec.init_layout != "posefit":
+        smplifyx = smplifyx_result(body, initial, init_camera, spec, out)
+        record["init_file"] = "init.pkl"
+        if spec.init_layout == "smplifyx_vposer":
+            record["vposer_dir"] = VPOSER_MODEL_DIR
     with atomic_output_dir(folder) as tmp:
+        if smplifyx is not None:
+            with open(tmp / "init.pkl", "wb") as f:
+                pickle.dump(smplifyx, f, protocol=2)  # as smplifyx/fit_single_frame.py writes it
         save_image(tmp / "target.png", target)
         save_image(tmp / "mask.png", rgba[..., 3])
         save_npz_atomic(tmp / "truth.npz", **fit_arrays(body, truth, camera, zero))
         save_npz_atomic(tmp / "init.npz", **fit_arrays(body, initial, init_camera, zero))
         atomic_write_text(tmp / "scene.json", json.dumps(record, indent=1))
     return record
+
+
+def smplifyx_result(body: BodyModel, initial: BodyParams, camera: PinholeCamera, spec: SceneSpec, root: Path) -> dict:
+    """``initial`` as SMPLify-X's result pickle holds it (``smplifyx/fit_single_frame.py``: the camera's
+    parameters as ``camera_rotation`` (1, 3, 3) / ``camera_translation`` (1, 3), then every parameter of its
+    ``smplx.create(..., use_pca=True, num_pca_comps=12, create_transl=False)`` model, float32, batch 1).
+
+    The camera is the scene's (OpenCV world-to-camera, which SMPLify-X's fields are); hands get small PCA
+    coefficients (the scenes' hands are flat and not scored). For "smplifyx_vposer" the body_pose is the code
+    of the scene set's generated VPoser (:func:`scene_set_vposer`) closest to the initial pose.
+    """
+    rng = np.random.default_rng(spec.seed)
+    rot = initial.rotations.detach().numpy().astype(np.float32)
+    names = body.joint_names
+
+    def rows(joints: list[str]) -> np.ndarray:
+        return rot[[names.index(n) for n in joints]].reshape(1, -1)
+
+    from posecore.bodies.smplx_joints import SMPLX_BODY_JOINT_NAMES
+
+    result = {
+        "camera_rotation": camera.rotation.detach().numpy().astype(np.float32)[None],
+        "camera_translation": camera.translation.detach().numpy().astype(np.float32)[None],
+        "betas": initial.shape.detach().numpy().astype(np.float32)[None],
+        "global_orient": rows(["pelvis"]),
+        "body_pose": rows(SMPLX_BODY_JOINT_NAMES[1:22]),
+        "left_hand_pose": (0.05 * rng.normal(size=(1, SMPLIFYX_PCA_COMPONENTS))).astype(np.float32),
+        "right_hand_pose": (0.05 * rng.normal(size=(1, SMPLIFYX_PCA_COMPONENTS))).astype(np.float32),
+        "jaw_pose": rows(["jaw"]),
+        "leye_pose": rows(["left_eye_smplhf"]),
+        "reye_pose": rows(["right_eye_smplhf"]),
+        "expression": np.zeros((1, 10), np.float32),
+    }
+    if spec.init_layout == "smplifyx_vposer":
+        decoder = scene_set_vposer(body, root)
+        body_pose = torch.from_numpy(result["body_pose"].reshape(21, 3))
+        result["body_pose"] = decoder.encode(body_pose, iterations=600).numpy()[None].astype(np.float32)
+    return result
+
+
+def scene_set_vposer(body: BodyModel, root: Path):
+    """The scene set's generated VPoser v1.0 folder (``root/vposer_model/vposer_v1_0``), made once.
+
+    VPoser's weights are licensed, so a benchmark cannot ship them. This decoder is fitted
+    (:func:`posecore.bodies.synthetic_vposer.fit_decoder_to_poses`) to the initialisation poses of the
+    SMPLify-X-layout scenes and random mixtures of all scene poses, so those initialisations have codes; it is
+    not the AMASS-trained prior, and the benchmark only uses it to decode initialisations.
+    """
+    from posecore.bodies.synthetic_vposer import fit_decoder_to_poses, write_vposer_v1
+    from posecore.io.vposer_files import load_vposer
+
+    folder = root / VPOSER_MODEL_DIR
+    if (folder / "vposer_v1_0").is_dir():
+        return load_vposer(folder)
+    from posecore.bodies.smplx_joints import SMPLX_BODY_JOINT_NAMES
+
+    rows = [body.joint_names.index(n) for n in SMPLX_BODY_JOINT_NAMES[1:22]]
+    poses = []
+    for spec in SCENES:
+        truth = body.default_params()
+        truth.rotations = pose_for_body(body, spec.pose)
+        initial, _ = perturb(body, truth, spec)
+        poses += [truth.rotations[rows], initial.rotations[rows]]
+    stack = torch.stack(poses)
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(64, stack.shape[0], generator=g).softmax(-1)
+    mixtures = torch.einsum("mn,njk->mjk", weights, stack)
+    decoder, _ = fit_decoder_to_poses(torch.cat([stack, mixtures]), iterations=1500, hidden=256)
+    write_vposer_v1(folder, decoder)
+    return load_vposer(folder)
 
 
 def make_scene_set(

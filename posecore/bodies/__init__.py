@@ -10,7 +10,12 @@ import torch
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
 from posecore.errors import ParameterError, shorten
 
-__all__ = ["BodyModel", "BodyOutput", "BodyParams", "load_body_model", "params_from_init"]
+__all__ = ["BodyModel", "BodyOutput", "BodyParams", "decode_vposer_init", "load_body_model", "params_from_init"]
+
+VPOSER_HINT = (
+    "give your VPoser folder (--vposer DIR, or the VPoser folder in the Blender preferences: vposer_v1_0/ as "
+    "SMPLify-X's vposer_ckpt, or V02_05/) to decode it"
+)
 
 
 def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
@@ -42,12 +47,23 @@ def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
     raise ParameterError(f"unknown body model {shorten(spec)!r}: use 'anny' or 'smplx:DIR'")
 
 
-def params_from_init(body: BodyModel, init) -> BodyParams:
+def params_from_init(body: BodyModel, init, vposer=None) -> BodyParams:
     """Body parameters from a :class:`posecore.io.init_files.BodyInit`.
 
     SMPL-X models expand hand PCA and mean-relative hands themselves; other models take joint rotations by
     name (a PoseFit ``fit.npz`` written for the same model). Joints missing from the file stay at rest.
+
+    Args:
+        body: the body model.
+        init: the initialisation.
+        vposer: a :class:`posecore.bodies.vposer.VPoserDecoder` to decode a VPoser-coded ``body_pose``
+            (``init.vposer_code``); required for such files.
+
+    Raises:
+        InputFileError: a VPoser-coded file without ``vposer`` (the message says how to give it).
+        ParameterError: joints the model does not have, wrong shapes.
     """
+    init = decode_vposer_init(init, vposer)
     own = getattr(body, "params_from_init", None)
     if own is not None:
         return own(init)
@@ -71,3 +87,36 @@ def params_from_init(body: BodyModel, init) -> BodyParams:
         params.shape = shape
     body.check_params(params, init.source)
     return params
+
+
+def decode_vposer_init(init, vposer):
+    """``init`` with its VPoser code (if any) decoded into the 21 body joint rotations.
+
+    Args:
+        init: a :class:`posecore.io.init_files.BodyInit` (returned unchanged when it has no ``vposer_code``).
+        vposer: a :class:`posecore.bodies.vposer.VPoserDecoder`, or None.
+
+    Returns:
+        A copy whose ``joint_rotations`` hold left_hip .. right_wrist = ``vposer.decode(code)`` (axis-angle,
+        radians) and whose ``vposer_code`` is None.
+    """
+    code = getattr(init, "vposer_code", None)
+    if code is None:
+        return init
+    from dataclasses import replace
+
+    from posecore.bodies.smplx_joints import SMPLX_BODY_JOINT_NAMES
+    from posecore.errors import InputFileError
+
+    if vposer is None:
+        raise InputFileError(
+            init.source,
+            f"body_pose has 32 values: a VPoser latent code (SMPLify-X's default, use_vposer: True), not 63 "
+            f"joint angles; {VPOSER_HINT}",
+        )
+    with torch.no_grad():
+        decoded = vposer.decode(torch.as_tensor(np.asarray(code, np.float32)).reshape(32)).numpy()
+    rotations = dict(init.joint_rotations)
+    for name, value in zip(SMPLX_BODY_JOINT_NAMES[1:22], decoded, strict=True):
+        rotations[name] = value.astype(np.float32)
+    return replace(init, joint_rotations=rotations, vposer_code=None)

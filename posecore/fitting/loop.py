@@ -4,20 +4,26 @@
 optimisation step per ``next()`` and yields a :class:`FitState`. Callers drive it at their own pace (a
 terminal progress bar, a Blender timer, a batch script) and may stop at any time: the initial parameters
 are never modified, so a cancelled fit restores exactly by using ``fitter.initial``.
+
+A fit never hands back something worse than it started from: the closing state (``final=True``) holds the
+parameters with the lowest objective seen over the whole run, the initialisation included (iteration 0), not
+the last iterate. ``FitState.best_iteration`` says which iteration that was.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from posecore.bodies.base import BodyModel, BodyParams
+from posecore.bodies.vposer import LATENT_DIM, VPoserDecoder
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.latent import LatentPose
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -49,7 +55,8 @@ class FitState:
 
     Attributes:
         iteration: 0-based index of the parameters that were rendered (``params``). The last state of a
-            fit (``final=True``) has iteration == number of steps taken and is a pure evaluation.
+            fit (``final=True``) has iteration == number of steps taken: it is the fit's result, the best
+            parameters seen (see ``best_iteration``), not necessarily the last iterate.
         loss, image_loss, prior_loss: the objective of Eq. 5 and its two terms for ``params``.
         params: body parameters rendered at this iteration (detached copies).
         camera_angle: (3,) orbit rotation vector alpha, radians.
@@ -57,7 +64,10 @@ class FitState:
         render: (H, W, 3) the rendered image (detached), clamped to [0, 1].
         weight: (H, W) the pixels that counted in the image loss.
         elapsed_s: wall time since the fit started, seconds.
-        final: True for the closing evaluation after the last step.
+        final: True for the closing state after the last step (the fit's result).
+        best_iteration: the iteration whose parameters had the lowest objective so far (0 = the
+            initialisation); on the final state, the iteration its ``params`` come from.
+        last_loss: on the final state, the objective of the last iterate (>= ``loss``); else equal to ``loss``.
     """
 
     iteration: int
@@ -71,6 +81,8 @@ class FitState:
     weight: torch.Tensor
     elapsed_s: float
     final: bool = False
+    best_iteration: int = 0
+    last_loss: float = float("nan")
 
 
 @dataclass
@@ -91,6 +103,10 @@ class FitProblem:
         background: (3,) colour of empty pixels (black by default).
         pivot: (3,) world point the camera orbits; default: the root joint of the initial pose.
         candidate_joints: joints the fit may rotate (default: the model's body joints, the paper's theta_b).
+        vposer: a :class:`posecore.bodies.vposer.VPoserDecoder` (SMPL-X bodies): lets theta_b be VPoser's
+            32-number latent code (upstream parameter ``vposer``), as the paper optimised it.
+        initial_code: (32,) the initialisation's VPoser code (a SMPLify-X result's body_pose); default: the
+            code whose decoded pose is closest to the initial body pose (:meth:`VPoserDecoder.encode`).
     """
 
     body: BodyModel
@@ -104,6 +120,8 @@ class FitProblem:
     background: torch.Tensor = field(default_factory=lambda: torch.zeros(3))
     pivot: torch.Tensor | None = None
     candidate_joints: list[int] | None = None
+    vposer: VPoserDecoder | None = None
+    initial_code: torch.Tensor | None = None
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for inconsistent or non-finite input."""
@@ -122,6 +140,10 @@ class FitProblem:
             )
         if not (torch.isfinite(cam.rotation).all() and torch.isfinite(cam.translation).all()):
             raise ParameterError("camera pose contains NaN or infinite values")
+        if self.initial_code is not None and (
+            tuple(self.initial_code.shape) != (LATENT_DIM,) or not torch.isfinite(self.initial_code).all()
+        ):
+            raise ParameterError(f"initial VPoser code must be {LATENT_DIM} finite numbers")
 
 
 class PoseFitter:
@@ -135,6 +157,8 @@ class PoseFitter:
     def __init__(self, problem: FitProblem, preset: Preset) -> None:
         preset.validate()
         problem.validate()
+        if preset.latent_pose_when_available and problem.vposer is not None and "pose" in preset.optimise:
+            preset = preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
         self.problem = problem
         self.preset = preset
         body = problem.body
@@ -158,6 +182,7 @@ class PoseFitter:
         if self.vertex_colors is None:
             self.vertex_colors = self.estimate_albedo(posed.vertices)
         self._check_visible(posed.vertices)
+        self.latent = LatentPose.build(problem, self.free_joints, self.initial) if "vposer" in preset.optimise else None
 
     # ------------------------------------------------------------------ helpers
     def scene(self, vertices: torch.Tensor, camera: PinholeCamera) -> RenderScene:
@@ -231,6 +256,10 @@ class PoseFitter:
         pose_var = base[free].clone().requires_grad_("pose" in preset.optimise or "global_orient" in preset.optimise)
         prior_ref = base[free].clone() if preset.prior_reference == "init" else torch.zeros_like(base[free])
         prior_rows = torch.tensor([j != 0 for j in self.free_joints], dtype=torch.bool)  # the prior is on theta_b
+        latent = self.latent
+        if latent is not None:  # theta_b is VPoser's code: its prior is on the code, not on the joint angles
+            prior_rows[latent.positions] = False
+            pose_var.requires_grad_("global_orient" in preset.optimise and 0 in self.free_joints)
         alpha = torch.zeros(3, requires_grad="camera_angle" in preset.optimise)
         extra: dict[str, torch.Tensor] = {
             name: getattr(self.initial, name).detach().clone().requires_grad_(name in preset.optimise)
@@ -239,6 +268,8 @@ class PoseFitter:
         groups_pose = []
         if pose_var.requires_grad:
             groups_pose.append({"params": [pose_var], "lr": preset.pose_lr})
+        if latent is not None:
+            groups_pose.append({"params": [latent.code], "lr": preset.pose_lr})
         extras = [t for t in extra.values() if t.requires_grad and t.numel() > 0]
         if extras:
             groups_pose.append({"params": extras, "lr": preset.pose_lr * preset.extra_lr_scale})
@@ -249,9 +280,11 @@ class PoseFitter:
             optimizers.append(self._optimizer([{"params": [alpha], "lr": preset.camera_lr}]))
         pyramid = PyramidL2(self.target, preset.pyramid_levels) if preset.pyramid_levels > 1 else None
 
+        best: FitState | None = None
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations
-            rotations = base.index_put((free,), pose_var)
+            free_rows = pose_var if latent is None else latent.apply(pose_var, exact_start=iteration == 0)
+            rotations = base.index_put((free,), free_rows)
             params = BodyParams(rotations, extra["translation"], extra["shape"], extra["expression"])
             camera = orbit_camera(p.look.camera, alpha, self.pivot)
             with torch.set_grad_enabled(not final):
@@ -262,7 +295,11 @@ class PoseFitter:
                     image_loss = pyramid(output.image, weight)
                 else:
                     image_loss = image_l2(output.image, self.target, weight, preset.loss_reduction)
+                    if preset.loss_reduction == "sum" and preset.reference_size:
+                        image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
+                if latent is not None:
+                    prior_loss = prior_loss + latent.prior(preset.prior_reference)
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(
@@ -281,7 +318,14 @@ class PoseFitter:
                 weight=weight.detach(),
                 elapsed_s=time.perf_counter() - start,
                 final=final,
+                last_loss=float(loss.detach()),
             )
+            if best is None or state.loss < best.loss:
+                best = state
+            state.best_iteration = best.iteration
+            if final and best is not state:
+                state = replace(best, iteration=iteration, final=True, best_iteration=best.iteration,
+                                last_loss=state.last_loss, elapsed_s=state.elapsed_s)  # fmt: skip
             if not final:
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
@@ -291,7 +335,7 @@ class PoseFitter:
             yield state
 
     def run(self, callback=None) -> list[FitState]:
-        """Run to the end; returns every state (the last one is the final evaluation).
+        """Run to the end; returns every state (the last one is the result: the best parameters seen).
 
         ``callback(state)`` is called after each step; returning True stops the fit early.
         """

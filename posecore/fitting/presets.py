@@ -6,7 +6,9 @@ from dataclasses import dataclass, field, replace
 
 from posecore.errors import ParameterError
 
-UPSTREAM_PARAMETERS = ("pose", "global_orient", "camera_angle", "translation", "shape", "expression")
+UPSTREAM_PARAMETERS = ("pose", "vposer", "global_orient", "camera_angle", "translation", "shape", "expression")
+"""What a fit may optimise. ``pose``: theta_b as axis-angle joint rotations; ``vposer``: theta_b as VPoser's
+32-number latent code (SMPL-X with a VPoser folder; see :mod:`posecore.fitting.latent`)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class Preset:
         extra_lr_scale: learning-rate factor for translation/shape/expression relative to ``pose_lr``.
         pyramid_levels: > 1 replaces the image term by :func:`posecore.fitting.losses.pyramid_l2` with this
             many levels (the mean reduction at each level).
+        reference_size: with ``loss_reduction="sum"``, take Eq. 1's sum as if the image were
+            ``reference_size`` x ``reference_size`` pixels (the sum is scaled by S^2 / (H W)), so the
+            published step sizes mean the same at any resolution; 0 = the raw sum.
+        latent_pose_when_available: optimise theta_b as VPoser's code ("vposer") instead of axis-angle
+            ("pose") whenever the fit has a VPoser decoder.
     """
 
     name: str
@@ -41,6 +48,8 @@ class Preset:
     optimise: tuple[str, ...] = ("pose", "camera_angle")
     extra_lr_scale: float = 0.1
     pyramid_levels: int = 1
+    reference_size: int = 0
+    latent_pose_when_available: bool = False
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -57,10 +66,14 @@ class Preset:
         unknown = set(self.optimise) - set(UPSTREAM_PARAMETERS)
         if unknown:
             raise ParameterError(f"unknown upstream parameters {sorted(unknown)}; choose from {UPSTREAM_PARAMETERS}")
+        if {"pose", "vposer"} <= set(self.optimise):
+            raise ParameterError("optimise either 'pose' (axis-angle) or 'vposer' (VPoser's code), not both")
         if self.prior_reference not in ("zero", "init"):
             raise ParameterError(f"prior_reference must be 'zero' or 'init', got {self.prior_reference!r}")
         if self.pyramid_levels < 1:
             raise ParameterError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
+        if self.reference_size < 0:
+            raise ParameterError(f"reference_size must be >= 0, got {self.reference_size}")
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
@@ -75,6 +88,7 @@ PAPER = Preset(
     prior_weight=3.0,
     prior_reference="zero",
     loss_reduction="sum",
+    latent_pose_when_available=True,
     notes="Battogtokh & Borgo 2022, Eq. 5: clamped L2 (sum) + 3 ||theta_b||^2, two SGD optimisers "
     "(momentum 0.9, lr 1e-4 pose, 1e-8 camera angle), 200 iterations.",
 )

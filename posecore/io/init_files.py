@@ -6,7 +6,7 @@ Supported files (the format is recognised from the extension and the keys, not f
 format         extensions        content
 ============== ================= ==============================================================
 smplify-x-pkl  .pkl, .pickle     SMPLify-X result: a dict of numpy arrays (global_orient (1, 3),
-                                 body_pose (1, 63), betas (1, 10), expression (1, 10), jaw_pose,
+                                 body_pose (1, 63) or (1, 32) VPoser code, betas (1, 10), expression (1, 10), jaw_pose,
                                  leye_pose, reye_pose (1, 3), left/right_hand_pose (1, 12) PCA
                                  or (1, 45), camera_rotation (1, 3, 3), camera_translation (1, 3)).
                                  Read with :func:`load_pickle_safely`: never runs code.
@@ -110,7 +110,8 @@ class BodyInit:
     Attributes:
         joint_rotations: joint name -> (3,) float32 axis-angle, radians, relative to the parent
             (the root's is the global orientation). SMPL-X-family files give all 55
-            :data:`SMPLX_JOINT_NAMES` (zeros where the file has nothing); SMPL files the 24
+            :data:`SMPLX_JOINT_NAMES` (zeros where the file has nothing) except the finger joints of a
+            hand stored as PCA coefficients (see ``hand_pca``); SMPL files the 24
             :data:`SMPL_JOINT_NAMES`; PoseFit files exactly the joints they list.
         translation: (3,) float32 root translation, metres (zeros when the file has none: SMPLify-X
             puts the body's offset in the camera translation instead).
@@ -127,6 +128,10 @@ class BodyInit:
         hand_pose_relative_to_mean: True when the hand rotations / PCA coefficients are offsets
             from the SMPL-X mean hand pose (smplx package with ``flat_hand_mean=False``).
         frame_rate: frames per second for sequences that store it (AMASS), else ``None``.
+        vposer_code: (32,) float32 VPoser latent code when the file stores ``body_pose`` that way
+            (SMPLify-X's default, ``use_vposer: True``), else ``None``. The 21 body joints (left_hip ..
+            right_wrist) are then absent from ``joint_rotations``: decode the code with the user's VPoser
+            (:func:`posecore.bodies.params_from_init` with ``vposer=``).
     """
 
     joint_rotations: dict[str, np.ndarray]
@@ -141,6 +146,7 @@ class BodyInit:
     format: str = ""
     hand_pose_relative_to_mean: bool = False
     frame_rate: float | None = None
+    vposer_code: np.ndarray | None = None
 
     def rotations_array(self, joint_names: Sequence[str]) -> np.ndarray:
         """(J, 3) float32 axis-angle rows in the order of ``joint_names`` (zeros for joints not in the
@@ -170,6 +176,7 @@ class _Parsed:
     format: str = ""
     hand_pose_relative_to_mean: bool = False
     frame_rate: float | None = None
+    vposer_code: np.ndarray | None = None  # (T, 32)
 
     @property
     def num_frames(self) -> int:
@@ -187,8 +194,20 @@ class _Parsed:
                 principal_point=self.principal_point,
                 image_size=self.image_size,
             )
+        # A hand stored as PCA coefficients has no finger rotations in the file: leave its joints out, so the
+        # body model expands the coefficients instead of seeing the hand given twice.
+        # Likewise the body joints of a VPoser-coded body_pose.
+        pca_fingers = set()
+        if "left" in self.hand_pca:
+            pca_fingers.update(LEFT_HAND_JOINT_NAMES)
+        if "right" in self.hand_pca:
+            pca_fingers.update(RIGHT_HAND_JOINT_NAMES)
+        if self.vposer_code is not None:
+            pca_fingers.update(SMPLX_BODY_JOINT_NAMES[1:22])
         return BodyInit(
-            joint_rotations={n: self.rotations[t, j].copy() for j, n in enumerate(self.joint_names)},
+            joint_rotations={
+                n: self.rotations[t, j].copy() for j, n in enumerate(self.joint_names) if n not in pca_fingers
+            },
             translation=self.translation[t].copy(),
             betas=None if self.betas is None else self.betas[t].copy(),
             expression=None if self.expression is None else self.expression[t].copy(),
@@ -200,6 +219,7 @@ class _Parsed:
             format=self.format,
             hand_pose_relative_to_mean=self.hand_pose_relative_to_mean,
             frame_rate=self.frame_rate,
+            vposer_code=None if self.vposer_code is None else self.vposer_code[t].copy(),
         )
 
 
@@ -579,14 +599,6 @@ def _parse_amass(r: _Reader) -> _Parsed:
     return parsed
 
 
-def _vposer_error(r: _Reader, key: str) -> InputFileError:
-    return r.error(
-        f"{key} has 32 values: this is a VPoser latent code, not 63 joint angles; re-run SMPLify-X "
-        f"with use_vposer=False (or save the decoded pose), or decode it with VPoser first "
-        f"(vposer.decode(code, output_type='aa') gives the (21, 3) body_pose)"
-    )
-
-
 def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
     keys = {name: r.find(*aliases) for name, aliases in _ALIASES.items()}
     present_pose = [k for k in _POSE_FIELDS if keys[k] is not None]
@@ -600,15 +612,16 @@ def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
         )
     model = r.text(*_ALIASES["model"])
 
-    # Body: 21 joints (SMPL-X / SMPL-H), 23 joints (SMPL) or a VPoser code (error).
+    # Body: 21 joints (SMPL-X / SMPL-H), 23 joints (SMPL) or a VPoser latent code (32 numbers).
     body = None
+    vposer_code = None
     if keys["body_pose"] is not None:
         key = keys["body_pose"]
         arr = r.numeric(key)
         core = r._core(arr.shape)
-        if arr.size == 32 or core[-1:] == (32,):
-            raise _vposer_error(r, key)
-        if core[-1:] == (69,) or core[-2:] == (23, 3):
+        if core[-1:] == (32,) and len(core) <= 2:
+            vposer_code = r.vector(key, max_len=32)
+        elif core[-1:] == (69,) or core[-2:] == (23, 3):
             body, model = r.joints(key, 23), "smpl"
         else:
             body = r.joints(key, 21)
@@ -630,7 +643,7 @@ def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
         core = r._core(arr.shape)
         if core[-1:] == (45,) or core[-2:] == (15, 3):
             hand_full[side] = r.joints(key, 15)
-        elif len(core) in (1, 2) and core and 0 < core[-1] < 45:
+        elif arr.ndim >= 1 and len(core) <= 2 and 0 < arr.shape[-1] < 45:  # (1, 1) is K = 1
             hand_pca[side] = r.vector(key, max_len=45)
         else:
             raise r.error(
@@ -682,6 +695,7 @@ def _parse_smplx_dict(r: _Reader, path: Path) -> _Parsed:
     parsed = _Parsed(
         joint_names=list(names),
         rotations=rotations,
+        vposer_code=None if vposer_code is None else _broadcast(vposer_code, frames),
         translation=np.zeros((frames, 3)) if translation is None else _broadcast(translation, frames),
         betas=None if betas is None else _broadcast(betas, frames),
         expression=None if expression is None else _broadcast(expression, frames),
@@ -756,6 +770,8 @@ def _to_float32(p: _Parsed) -> None:
         if value is not None:
             setattr(p, name, value.astype(np.float32))
     p.hand_pca = {k: v.astype(np.float32) for k, v in p.hand_pca.items()}
+    if p.vposer_code is not None:
+        p.vposer_code = p.vposer_code.astype(np.float32)
 
 
 def _parse_file(path: str | os.PathLike[str]) -> tuple[Path, list[_Parsed]]:
@@ -782,8 +798,7 @@ def read_init_sequence(path: str | os.PathLike[str]) -> list[BodyInit]:
 
     Raises:
         InputFileError: missing/unreadable file, unsupported extension, wrong shapes (naming the key,
-            the shape found and the shape expected), NaN/infinite values, VPoser latent codes,
-            pickled objects.
+            the shape found and the shape expected), NaN/infinite values, pickled objects.
     """
     p, parsed = _parse_file(path)
     return [rec.frame(t, str(p)) for rec in parsed for t in range(rec.num_frames)]
