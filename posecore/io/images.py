@@ -218,10 +218,13 @@ def load_mask(
 
 def _check_same_aspect(path: str | os.PathLike[str], stored: tuple[int, int], size: tuple[int, int]) -> None:
     """Refuse resizing a mask to another aspect ratio (it would be stretched out of register with the
-    photo); one pixel of rounding either way is fine."""
+    photo). ``size`` was rounded to whole pixels and so was the mask: aspects within those roundings
+    (half a pixel of ``size``, one pixel of the mask) and 1% more are the same aspect."""
     width, height = stored
-    expected_height = width * size[1] / size[0]
-    if abs(height - expected_height) > max(1.5, 0.01 * height):
+    low = (size[1] - 0.5) / (size[0] + 0.5) * 0.99
+    high = (size[1] + 0.5) / max(size[0] - 0.5, 0.5) * 1.01
+    aspect_low, aspect_high = (height - 1) / (width + 1), (height + 1) / max(width - 1, 1)
+    if aspect_high < low or aspect_low > high:
         raise InputFileError(
             path,
             f"is {width} x {height} pixels, another aspect ratio than the photo's {size[0]} x {size[1]}: "
