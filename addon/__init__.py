@@ -22,7 +22,7 @@ def _ensure_posecore() -> None:
 
 _ensure_posecore()
 
-from . import operators, properties, ui  # noqa: E402
+from . import first_use, operators, properties, ui  # noqa: E402
 
 _CLASSES = (
     *properties.CLASSES,
@@ -38,12 +38,14 @@ def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.posefit = bpy.props.PointerProperty(type=properties.PoseFitSettings)
+    first_use.use_extension_cache_folder(properties.ADDON_PACKAGE)
 
 
 def unregister() -> None:
     """Undo :func:`register`."""
     import bpy
 
+    first_use.forget_extension_cache_folder()
     del bpy.types.Scene.posefit
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -18,7 +18,8 @@ Exit status: 0 done; 2 bad input, with one line on stderr (missing .blend, no Po
 missing target images, ...); 1 other failures; 130 interrupted.
 
 The extension's code comes from an enabled PoseFit extension if there is one, else from the checkout this file
-sits in (registered for this process only).
+sits in (registered for this process only, and unregistered again before the script ends: Blender 4.2
+segfaults and 4.5 hangs at exit when a script leaves an add-on module registered).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import pathlib
 import sys
 import time
@@ -60,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-as", default=None, help="save the .blend here instead of in place")
     parser.add_argument("--target", default=None, help="override the target (frame_####.png, a folder, a movie)")
     parser.add_argument("--target-offset", type=int, default=None, help="image number = frame + offset")
+    parser.add_argument("--mask", default=None, help="person mask image or sequence (white = person)")
+    parser.add_argument("--mask-from-alpha", action="store_true", help="use the target's alpha channel as mask")
     parser.add_argument("--vertex-group", default=None, help="the look's vertex group ('' = the whole body)")
     parser.add_argument("--preset", default=None, help="optimisation preset")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per frame")
     parser.add_argument("--fit-size", type=int, default=None, help="longer image side while fitting, pixels")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--vposer", default=None, help="VPoser folder (else the add-on's 'VPoser folder' preference)")
     return parser
 
 
@@ -90,7 +95,22 @@ def load_extension() -> ModuleType:
         sys.modules[CHECKOUT_PACKAGE] = module
         spec.loader.exec_module(module)
         module.register()
+        _registered.append(module)
     return importlib.import_module(f"{CHECKOUT_PACKAGE}.addon")
+
+
+_registered: list[ModuleType] = []
+"""The checkout package while this script has it registered (see :func:`unload_extension`)."""
+
+
+def unload_extension() -> None:
+    """Unregister the checkout if :func:`load_extension` registered it, and forget its modules, so Blender's
+    exit finds no add-on classes it did not register itself."""
+    while _registered:
+        module = _registered.pop()
+        module.unregister()
+        for name in [n for n in sys.modules if n == CHECKOUT_PACKAGE or n.startswith(CHECKOUT_PACKAGE + ".")]:
+            del sys.modules[name]
 
 
 def open_blend(path: str | None) -> None:
@@ -116,6 +136,12 @@ def apply_overrides(settings: object, args: argparse.Namespace) -> None:
     """Copy the command-line overrides onto ``scene.posefit``."""
     if args.target is not None:
         settings.target_path = str(pathlib.Path(args.target).resolve())
+    if args.mask is not None:
+        settings.mask_path = str(pathlib.Path(args.mask).resolve())
+    if args.vposer is not None:
+        os.environ["POSEFIT_VPOSER"] = str(pathlib.Path(args.vposer).resolve())
+    if args.mask_from_alpha:
+        settings.mask_from_alpha = True
     for option, prop in (
         ("target_offset", "target_offset"),
         ("vertex_group", "vertex_group"),
@@ -224,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(args)
         except PoseFitError as exc:
             raise BadInputError(str(exc)) from None
+        finally:
+            unload_extension()
     except BadInputError as exc:
         print(f"{PREFIX}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

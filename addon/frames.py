@@ -106,17 +106,12 @@ class TargetSource:
         return [self.describe(f) for f in frames if not os.path.isfile(self.frame_file(f))]
 
     def size(self, frame: int) -> tuple[int, int]:
-        """(width, height) of the frame's target, pixels."""
+        """(width, height) of the frame's target as shown (EXIF orientation applied), pixels."""
         if self.kind == "movie":
             return tuple(_movie_image(self.path).size)
-        from PIL import Image
+        from posecore.io.images import image_size
 
-        path = self.frame_file(frame)
-        try:
-            with Image.open(path) as im:
-                return im.size
-        except OSError as exc:
-            raise InputFileError(path, f"not a readable image ({exc})") from exc
+        return image_size(self.frame_file(frame))
 
     def load(self, frame: int, size: tuple[int, int]) -> torch.Tensor:
         """(H, W, 3) float target of ``frame`` at ``size`` = (width, height), sRGB values in [0, 1]."""

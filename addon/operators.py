@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import traceback
+
 import bpy
 import torch
+from bpy_extras.io_utils import ExportHelper
 
 from posecore.bodies import params_from_init
 from posecore.errors import ParameterError, PoseFitError
@@ -13,8 +18,9 @@ from posecore.fitting.presets import get_preset
 from posecore.metrics import image_error_percent
 from posecore.render import get_renderer
 
-from . import frames, scene_io
-from .properties import preferences
+from . import first_use, frames, scene_io
+from .messages import SMPLX_FOLDER, panel_words
+from .properties import chosen_renderer, preferences
 
 DEFAULT_IMAGE_SIZE = (512, 512)
 
@@ -27,8 +33,29 @@ def model_spec(context: bpy.types.Context) -> str:
     prefs = preferences(context)
     folder = prefs.smplx_folder if prefs is not None else ""
     if not folder:
-        raise ParameterError("SMPL-X needs its model folder: set it in the PoseFit add-on preferences")
+        raise ParameterError(f"SMPL-X needs its model files: set {SMPLX_FOLDER}")
     return f"smplx:{bpy.path.abspath(folder)}:{settings.gender}"
+
+
+VPOSER_ENV = "POSEFIT_VPOSER"
+"""Environment variable naming a VPoser folder for scripts that run without the add-on's preferences
+(``addon/batch.py --vposer DIR`` sets it)."""
+
+_vposer_cache: dict[str, object] = {}
+
+
+def vposer_for(context: bpy.types.Context):
+    """The VPoser decoder of the 'VPoser folder' preference (or ``$POSEFIT_VPOSER``), loaded once; None if unset."""
+    from posecore.io.vposer_files import load_vposer
+
+    prefs = preferences(context)
+    folder = (prefs.vposer_folder if prefs is not None else "") or os.environ.get(VPOSER_ENV, "")
+    if not folder:
+        return None
+    path = bpy.path.abspath(folder)
+    if path not in _vposer_cache:
+        _vposer_cache[path] = load_vposer(path)
+    return _vposer_cache[path]
 
 
 def _torch_setup(context: bpy.types.Context) -> str:
@@ -45,6 +72,50 @@ def _image_size(path: str) -> tuple[int, int] | None:
         return None
     source = frames.target_source(path)
     return source.size(0) if source.kind == "movie" else frames.TargetSource("image", frames.first_file(path)).size(0)
+
+
+def load_person_mask(
+    settings: bpy.types.PropertyGroup, source: frames.TargetSource, frame: int, size: tuple[int, int]
+) -> torch.Tensor | None:
+    """The person mask for ``frame`` at ``size`` = (width, height): (H, W) in [0, 1], or None without one.
+
+    From the panel's "Person mask" (one image, or a sequence/folder numbered like the target), else with
+    "Mask from alpha" from the target image's alpha channel.
+
+    Raises:
+        InputFileError: a missing or unreadable mask, or a target without alpha (movies have none).
+    """
+    from posecore.errors import InputFileError
+    from posecore.io.images import load_mask
+
+    if settings.mask_path:
+        masks = frames.target_source(bpy.path.abspath(settings.mask_path), settings.target_offset)
+        if masks.kind == "movie":
+            raise InputFileError(masks.path, "Person mask: a movie cannot be a mask; use images (mask_####.png)")
+        return load_mask(masks.frame_file(frame), size=size)
+    if settings.mask_from_alpha:
+        if source.kind == "movie":
+            raise InputFileError(source.path, "Mask from alpha: a movie has no alpha channel; set a Person mask")
+        return load_mask(source.frame_file(frame), size=size, from_alpha=True)
+    return None
+
+
+def check_target_shape(source: frames.TargetSource, scene: bpy.types.Scene) -> None:
+    """Refuse a target whose shape (aspect ratio) differs from the render resolution's: the fit would stretch it.
+
+    Raises:
+        ParameterError: naming both sizes and the settings that fix it.
+    """
+    from posecore.io.images import same_aspect
+
+    image = source.size(scene.frame_current)
+    render = scene_io.render_size(scene)
+    if not same_aspect(image, render):
+        raise ParameterError(
+            f"the target image is {image[0]}x{image[1]} pixels but the render resolution is {render[0]}x{render[1]}: "
+            "the photo would be stretched. Set Output Properties > Format > Resolution to the photo's shape, or "
+            "tick 'Resolution from photo' and press Import Body again"
+        )
 
 
 class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
@@ -67,24 +138,192 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             init = None
             if settings.init_path:
                 init = read_init(bpy.path.abspath(settings.init_path), frame=settings.init_frame)
-                params = params_from_init(body, init)
+                params = params_from_init(body, init, vposer=vposer_for(context))
             else:
                 params = body.default_params()
+            replaced = scene_io.remove_posefit_objects(context.scene)
             arm_obj, _mesh = scene_io.build_body(context, spec, body, params)
+            from_photo = settings.resolution_from_photo
+            render = scene_io.render_size(context.scene)
             if init is not None and init.camera is not None:
-                size = source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or init.camera.image_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = camera_from_init(init.camera, size[0], size[1], source_size)
             else:
-                size = source_size or DEFAULT_IMAGE_SIZE
+                size = (source_size or DEFAULT_IMAGE_SIZE) if from_photo else render
                 camera = rigmath.default_camera(scene_io.get_rig(spec, body, params.shape), size[0], size[1])
-            cam_obj = scene_io.make_camera(context, camera, arm_obj)
+            cam_obj = scene_io.make_camera(context, camera, arm_obj, set_resolution=from_photo)
             if settings.target_path:
                 scene_io.set_background_image(cam_obj, settings.target_path, settings.target_offset)
         except (PoseFitError, FileNotFoundError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
-        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones)"
+        show_shape(settings, body, params.shape)
+        again = " (replacing the previous PoseFit body and camera)" if replaced else ""
+        settings.status_message = f"Imported {spec.split(':')[0]} ({len(arm_obj.pose.bones)} bones){again}"
         context.view_layer.objects.active = arm_obj
+        return {"FINISHED"}
+
+    _task = None  # the free body's first-use build while it runs (a plain attribute, see _ModalFit)
+    _timer = None
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        """As execute(), but the free body's first-use build runs in a thread, with its progress shown."""
+        if context.scene.posefit.model != "anny" or not first_use.free_body_needs_building():
+            return self.execute(context)
+        device = _torch_setup(context)
+        self._task = first_use.BackgroundTask(lambda: scene_io.get_body("anny", device), "preparing the free body")
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.progress_begin(0, 100)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type != "TIMER":
+            return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}  # the build cannot stop midway
+        task = self._task
+        settings = context.scene.posefit
+        if not task.done:
+            text = task.status_text()
+            settings.status_message = text.removeprefix("PoseFit: ")
+            context.window_manager.progress_update(min(99, int(task.elapsed)))
+            if context.workspace is not None:
+                context.workspace.status_text_set(text)
+            if context.area is not None:
+                context.area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        self._task = self._timer = None
+        if task.error is not None:
+            settings.status_message = f"Error: {panel_words(str(task.error))}"
+            self.report({"ERROR"}, f"PoseFit: the free body could not be prepared: {panel_words(str(task.error))}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"PoseFit: the free body is ready ({task.elapsed:.0f} s, once per machine)")
+        return self.execute(context)
+
+
+def show_shape(settings: bpy.types.PropertyGroup, body: object, shape: torch.Tensor) -> None:
+    """Fill the panel's editable shape list (``scene.posefit.shape_values``) with the body's shape."""
+    settings.shape_values.clear()
+    for label, value in zip(scene_io.shape_labels(body), shape.tolist(), strict=True):
+        item = settings.shape_values.add()
+        item.name, item.value = label, value
+
+
+class POSEFIT_OT_apply_shape(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Rebuild the body with the shape values shown in the panel, keeping its pose, keyframes and camera"""
+
+    bl_idname = "posefit.apply_shape"
+    bl_label = "Apply Shape"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.posefit
+        shape = torch.tensor([item.value for item in settings.shape_values], dtype=torch.float32)
+        try:
+            arm_obj, _mesh = scene_io.rebuild_with_shape(context, shape)
+        except PoseFitError as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.view_layer.objects.active = arm_obj
+        settings.status_message = "Shape applied"
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_reset_pose(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Put the body back in the pose it was imported with (the initialisation file's, or the rest pose)"""
+
+    bl_idname = "posefit.reset_pose"
+    bl_label = "Reset Pose"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj, mesh_obj = scene_io.find_body_objects(context)
+        try:
+            spec = str(arm_obj[scene_io.MODEL_KEY])
+            body = scene_io.get_body(spec)
+            rig = scene_io.get_rig(spec, body, torch.tensor(list(arm_obj[scene_io.SHAPE_KEY]), dtype=torch.float32))
+            rotations, translation = scene_io.initial_pose(arm_obj, body)
+            scene_io.write_pose(arm_obj, rig, rotations, translation)
+            if mesh_obj is not None:
+                scene_io.update_correctives(mesh_obj, rig, body, scene_io.body_params(arm_obj, body, rig))
+        except PoseFitError as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = "Pose reset to the import's"
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Save the body's pose, shape and the camera as PoseFit's fit.npz (a later Import Body can start from it);
+    for SMPL-X also NAME_smplx.npz and NAME_smplx.json with the parameters under the smplx package's names"""
+
+    bl_idname = "posefit.save_fit"
+    bl_label = "Save Fit"
+    filename_ext = ".npz"
+    filter_glob: bpy.props.StringProperty(default="*.npz", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            written = scene_io.save_fit(context, self.filepath)
+        except (PoseFitError, OSError) as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        context.scene.posefit.status_message = f"Saved {', '.join(written)}"
+        self.report({"INFO"}, f"PoseFit: saved {', '.join(written)}")
+        return {"FINISHED"}
+
+
+class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
+    """Export the body with Blender's own exporters: FBX (armature and skinned mesh) or BVH (the armature's
+    motion); the scene's frame range when the body has keyframes, else the current pose"""
+
+    bl_idname = "posefit.export_body"
+    bl_label = "Export FBX/BVH"
+    filename_ext = ".fbx"
+    filter_glob: bpy.props.StringProperty(default="*.fbx;*.bvh", options={"HIDDEN"})
+    file_format: bpy.props.EnumProperty(
+        name="Format",
+        description="FBX: armature and skinned mesh, for other 3D tools; BVH: the skeleton's motion only",
+        items=[("FBX", "FBX", "Armature and skinned mesh"), ("BVH", "BVH", "The skeleton's motion")],
+        default="FBX",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return scene_io.find_body_objects(context)[0] is not None
+
+    def check(self, context: bpy.types.Context) -> bool:
+        self.filename_ext = "." + self.file_format.lower()
+        return super().check(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        path = self.filepath
+        if not path.lower().endswith((".fbx", ".bvh")):
+            path = bpy.path.ensure_ext(path, "." + self.file_format.lower())
+        try:
+            first, last = scene_io.export_body(context, path)
+        except (PoseFitError, OSError, RuntimeError) as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        frames_text = f"frame {first}" if first == last else f"frames {first}-{last}"
+        context.scene.posefit.status_message = f"Exported {path} ({frames_text})"
         return {"FINISHED"}
 
 
@@ -125,23 +364,34 @@ class FitDriver:
         self.rig = scene_io.get_rig(self.spec, self.body, shape)
         initial = scene_io.body_params(self.arm_obj, self.body, self.rig)
 
+        check_target_shape(source, scene)
         camera = scene_io.camera_in_model_frame(scene, self.cam_obj, self.arm_obj)
         camera = camera.scaled(min(1.0, settings.fit_size / max(camera.width, camera.height)))
         target = source.load(scene.frame_current, (camera.width, camera.height))
+        person_mask = load_person_mask(settings, source, scene.frame_current, (camera.width, camera.height))
         mask = None
         if settings.vertex_group:
             if self.mesh_obj is None:
                 raise ParameterError("the PoseFit body has no mesh to take the vertex group from")
             mask = scene_io.vertex_group_mask(self.mesh_obj, settings.vertex_group)
         prefs = preferences(context)
-        renderer = get_renderer(prefs.renderer if prefs is not None else "raster")
+        renderer = get_renderer(chosen_renderer(prefs))
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
         self.target = target
         self.fitter = PoseFitter(
-            FitProblem(self.body, initial, target, Look(camera, vertex_mask=mask), renderer), preset
+            FitProblem(
+                self.body,
+                initial,
+                target,
+                Look(camera, vertex_mask=mask),
+                renderer,
+                person_mask=person_mask,
+                vposer=vposer_for(context) if self.spec.startswith("smplx") else None,
+            ),
+            preset,
         )
         self.snapshot = scene_io.snapshot_pose(self.arm_obj)
-        self.camera_matrix = self.cam_obj.matrix_world.copy()
+        self.camera_snapshot = scene_io.snapshot_camera(self.cam_obj)
         self._steps = self.fitter.steps()
         self.state: FitState | None = None
         self.first: FitState | None = None
@@ -175,6 +425,8 @@ class FitDriver:
             self.first = self.state
         scene_io.write_pose(self.arm_obj, self.rig, self.state.params.rotations, self.state.params.translation)
         settings = self.scene.posefit
+        settings.status_fitted = True
+        settings.status_frame = self.scene.frame_current
         settings.status_iteration = self.state.iteration
         settings.status_loss = self.state.loss
         settings.status_error = image_error_percent(self.state.render, self.target, self.state.weight)
@@ -210,7 +462,7 @@ class FitDriver:
     def cancel(self) -> None:
         """Restore the pose and the camera exactly as they were before the fit."""
         scene_io.restore_pose(self.arm_obj, self.snapshot)
-        self.cam_obj.matrix_world = self.camera_matrix
+        scene_io.restore_camera(self.cam_obj, self.camera_snapshot)
         self.scene.posefit.status_message = "Cancelled: pose restored"
 
     def run(self) -> FitState:
@@ -240,7 +492,7 @@ class _ModalFit:
         try:
             self._driver = self._make_driver(context)
         except PoseFitError as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return False
         return True
 
@@ -251,7 +503,7 @@ class _ModalFit:
             self._driver.run()
         except PoseFitError as exc:
             self._driver.cancel()
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
         self.report({"INFO"}, context.scene.posefit.status_message)
         return {"FINISHED"}
@@ -259,25 +511,50 @@ class _ModalFit:
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         if not self._start(context):
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.01, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, self._driver.total)
+        self._begin(context)
+        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        result = handle_event(self._driver, event.type)
-        if result == {"PASS_THROUGH"}:
-            return result
+    def _begin(self, context: bpy.types.Context) -> None:
+        """The timer that drives the steps, the progress bar and the status-bar text (removed by _cleanup)."""
         wm = context.window_manager
-        wm.progress_update(self._driver.progress)
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.progress_begin(0, self._driver.total)
         if context.workspace is not None:
             context.workspace.status_text_set(self._driver.status_text)
-        if context.area is not None:
-            context.area.tag_redraw()
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        try:
+            result = handle_event(self._driver, event.type)
+            if result == {"PASS_THROUGH"}:
+                return result
+            context.window_manager.progress_update(self._driver.progress)
+            if context.workspace is not None:
+                context.workspace.status_text_set(self._driver.status_text)
+            if context.area is not None:
+                context.area.tag_redraw()
+        except Exception as exc:  # any failure must end the modal fit cleanly
+            return self._fail(context, exc)
         if result != {"RUNNING_MODAL"}:
             self._cleanup(context)
+            message = context.scene.posefit.status_message
+            if result == {"CANCELLED"} and message.startswith("Error: "):
+                self.report({"ERROR"}, f"PoseFit: {message.removeprefix('Error: ')}")
         return result
+
+    def _fail(self, context: bpy.types.Context, exc: BaseException) -> set[str]:
+        """End the fit after an unexpected exception: restore what can be restored, remove the timer, progress
+        bar and status text, and report the error in Blender's info area (and the panel's status line)."""
+        message = failure_message(exc)
+        if not isinstance(exc, (PoseFitError, ReferenceError)):
+            traceback.print_exc()  # the full story for the console; the user sees one line
+        with contextlib.suppress(Exception):  # the body or camera may be gone (ReferenceError)
+            self._driver.cancel()
+        self._cleanup(context)
+        with contextlib.suppress(Exception):
+            context.scene.posefit.status_message = f"Error: {message}"
+        self.report({"ERROR"}, f"PoseFit: {message}")
+        return {"CANCELLED"}
 
     def _cleanup(self, context: bpy.types.Context) -> None:
         wm = context.window_manager
@@ -287,6 +564,16 @@ class _ModalFit:
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
+        self._driver = None
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the info area about an exception that ended a fit."""
+    if isinstance(exc, PoseFitError):
+        return panel_words(str(exc))
+    if isinstance(exc, ReferenceError):
+        return "the fit stopped because the body, its mesh or the camera was deleted while it ran"
+    return f"the fit stopped: {type(exc).__name__}: {exc}"
 
 
 class POSEFIT_OT_fit(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blender naming convention)
@@ -333,7 +620,7 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
         driver.step()
     except PoseFitError as exc:
         driver.cancel()
-        driver.scene.posefit.status_message = f"Error: {exc}"
+        driver.scene.posefit.status_message = f"Error: {panel_words(str(exc))}"
         return {"CANCELLED"}
     if driver.complete:
         driver.finish()
@@ -341,4 +628,12 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
     return {"RUNNING_MODAL"}
 
 
-CLASSES = (POSEFIT_OT_import_body, POSEFIT_OT_fit, POSEFIT_OT_fit_frames)
+CLASSES = (
+    POSEFIT_OT_import_body,
+    POSEFIT_OT_fit,
+    POSEFIT_OT_fit_frames,
+    POSEFIT_OT_reset_pose,
+    POSEFIT_OT_apply_shape,
+    POSEFIT_OT_save_fit,
+    POSEFIT_OT_export_body,
+)

@@ -22,8 +22,13 @@ from posecore.rotations import axis_angle_to_matrix
 
 MODEL_KEY = "posefit_model"
 """Custom property on the armature object: the body-model spec (``anny`` or ``smplx:DIR[:gender]``)."""
+ROLE_KEY = "posefit_role"
+"""Custom property on every object PoseFit creates (``body``, ``body_mesh``, ``camera``): re-importing replaces
+exactly these, never an object the user made."""
 SHAPE_KEY = "posefit_shape"
 EXPRESSION_KEY = "posefit_expression"
+INITIAL_KEY = "posefit_initial_pose"
+"""Custom property on the armature: the import's pose, (J*3) rotations then (3,) translation, for Reset Pose."""
 CORRECTIVES_KEY = "posefit_correctives"
 """Shape key holding SMPL-X's pose-corrective offsets for the pose last written by PoseFit."""
 PART_GROUPS = ("lower_body", "upper_body", "left_arm", "right_arm", "left_leg", "right_leg", "head", "hands")
@@ -70,6 +75,32 @@ def _matrix(obj: bpy.types.Object) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- building
+_DATA_COLLECTIONS = {"ARMATURE": "armatures", "MESH": "meshes", "CAMERA": "cameras"}
+
+
+def remove_posefit_objects(
+    scene: bpy.types.Scene, roles: tuple[str, ...] = ("body", "body_mesh", "camera")
+) -> list[str]:
+    """Delete the objects PoseFit made in ``scene`` (tagged with :data:`ROLE_KEY`, one of ``roles``) and their
+    armature, mesh and camera data when nothing else uses it, so a new import gets the plain names back (no
+    ``.001``). Objects without the tag are not removed; one parented to a removed object keeps its place in
+    the world. Returns the names removed."""
+    doomed = [obj for obj in scene.objects if obj.get(ROLE_KEY) in roles]
+    names = [obj.name for obj in doomed]
+    for obj in doomed:
+        for child in obj.children:
+            if child not in doomed:  # not removed (the user's object parented to PoseFit's): keep its place
+                world = child.matrix_world.copy()
+                child.parent = None
+                child.matrix_world = world
+    for obj in doomed:
+        data, collection = obj.data, _DATA_COLLECTIONS.get(obj.type)
+        bpy.data.objects.remove(obj)
+        if data is not None and collection is not None and data.users == 0:
+            getattr(bpy.data, collection).remove(data)
+    return names
+
+
 def mesh_from_triangles(name: str, vertices, faces) -> bpy.types.Mesh:
     """A new mesh datablock from (V, 3) vertex positions (metres) and (F, 3) triangle indices (arrays)."""
     mesh = bpy.data.meshes.new(name)
@@ -105,12 +136,15 @@ def build_body(
     arm_obj = bpy.data.objects.new(name, arm_data)
     collection.objects.link(arm_obj)
     arm_obj[MODEL_KEY] = spec
+    arm_obj[ROLE_KEY] = "body"
     arm_obj[SHAPE_KEY] = [float(x) for x in params.shape.tolist()]
     arm_obj[EXPRESSION_KEY] = [float(x) for x in params.expression.tolist()]
+    arm_obj[INITIAL_KEY] = [float(x) for x in torch.cat([params.rotations.reshape(-1), params.translation]).tolist()]
     arm_data.display_type = "STICK"
 
-    for obj in context.view_layer.objects.selected:
-        obj.select_set(False)
+    for obj in context.view_layer.objects:
+        if obj is not None:  # a base of an object removed in this operator can linger until the next redraw
+            obj.select_set(False)
     context.view_layer.objects.active = arm_obj
     arm_obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT")
@@ -136,6 +170,7 @@ def build_body(
         f"{name} mesh", mesh_from_triangles(f"{name} mesh", rig.rest_vertices.numpy(), rig.faces.numpy())
     )
     collection.objects.link(mesh_obj)
+    mesh_obj[ROLE_KEY] = "body_mesh"
     mesh_obj.parent = arm_obj
     mesh_obj.matrix_parent_inverse = Matrix.Identity(4)
     modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
@@ -196,6 +231,135 @@ def body_params(arm_obj: bpy.types.Object, body: BodyModel, rig: rigmath.RestRig
     return params
 
 
+def initial_pose(arm_obj: bpy.types.Object, body: BodyModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pose the body was imported with: (J, 3) rotations and (3,) translation (model frame)."""
+    values = arm_obj.get(INITIAL_KEY)
+    if values is None:
+        raise ParameterError(f"armature {arm_obj.name!r} has no initial pose stored: import the body again")
+    flat = torch.tensor(list(values), dtype=torch.float32)
+    return flat[:-3].reshape(body.num_joints, 3), flat[-3:]
+
+
+def model_gender(spec: str) -> str:
+    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given)."""
+    tail = spec.rpartition(":")[2]
+    return tail if tail in ("neutral", "female", "male") else "neutral"
+
+
+def save_fit(context: bpy.types.Context, path: str) -> list[str]:
+    """Write the PoseFit body's current pose, shape and the scene camera as PoseFit's ``fit.npz`` at ``path``;
+    for SMPL-X also ``<stem>_smplx.npz`` and ``<stem>_smplx.json`` (the smplx package's keys). Each file is
+    written atomically. Returns the paths written."""
+    from pathlib import Path
+
+    from posecore.io.atomic import save_npz_atomic
+    from posecore.results import fit_arrays, smplx_parameters, write_smplx_parameters
+
+    arm_obj, _mesh = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    scene = context.scene
+    if scene.camera is None:
+        raise ParameterError("the scene has no active camera to save with the fit")
+    spec = str(arm_obj[MODEL_KEY])
+    body = get_body(spec)
+    rig = get_rig(spec, body, torch.tensor(list(arm_obj[SHAPE_KEY]), dtype=torch.float32))
+    params = body_params(arm_obj, body, rig)
+    camera = camera_in_model_frame(scene, scene.camera, arm_obj)
+    target = Path(bpy.path.abspath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_npz_atomic(target, **fit_arrays(body, params, camera, torch.zeros(3)))
+    written = [str(target)]
+    if body.name == "smplx":
+        stem = target.with_suffix("")
+        npz, json_path = f"{stem}_smplx.npz", f"{stem}_smplx.json"
+        write_smplx_parameters(npz, json_path, smplx_parameters(params, camera, model_gender(spec)))
+        written += [npz, json_path]
+    return written
+
+
+def shape_labels(body: BodyModel) -> list[str]:
+    """A name per shape value: Anny's phenotypes (gender, age, ...), SMPL-X's ``beta 1`` ... ``beta S``."""
+    names = getattr(body, "shape_names", None)
+    return list(names) if names else [f"beta {i + 1}" for i in range(body.num_shape)]
+
+
+def rebuild_with_shape(context: bpy.types.Context, shape: torch.Tensor) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Rebuild the PoseFit body (armature and mesh: the bones' rest lengths depend on the shape) at ``shape``,
+    keeping its pose, its animation (the action, keyed by bone name) and its initial pose; the camera stays.
+
+    Args:
+        shape: (S,) the body model's shape values (SMPL-X betas, Anny phenotypes in [0, 1]).
+    """
+    arm_obj, _mesh = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    spec = str(arm_obj[MODEL_KEY])
+    body = get_body(spec)
+    params = body_params(arm_obj, body, get_rig(spec, body, torch.tensor(list(arm_obj[SHAPE_KEY]))))
+    params.shape = shape.to(torch.float32).reshape(-1)
+    body.check_params(params, "the shape")
+    initial = list(arm_obj.get(INITIAL_KEY, []))
+    action = arm_obj.animation_data.action if arm_obj.animation_data else None
+    name = arm_obj.name
+    remove_posefit_objects(context.scene, roles=("body", "body_mesh"))
+    arm_obj, mesh_obj = build_body(context, spec, body, params, name=name)
+    if initial:
+        arm_obj[INITIAL_KEY] = initial
+    if action is not None:
+        arm_obj.animation_data_create().action = action
+    return arm_obj, mesh_obj
+
+
+def export_body(context: bpy.types.Context, path: str) -> tuple[int, int]:
+    """Export the PoseFit body through Blender's own exporters: ``.fbx`` (armature and skinned mesh, no leaf
+    bones) or ``.bvh`` (the armature's motion). With keyframes the scene's frame range is exported, else the
+    current pose as one frame. Re-importing with Blender's importers gives the same bone rotations (BVH: import
+    with forward Y, up Z, since the exporter writes Blender's Z-up world).
+
+    Returns:
+        (first frame, last frame) exported.
+
+    Raises:
+        ParameterError: no PoseFit body, an unknown suffix, or the exporter add-on is disabled.
+    """
+    from pathlib import Path
+
+    arm_obj, mesh_obj = find_body_objects(context)
+    if arm_obj is None:
+        raise ParameterError("no PoseFit body in the scene: import one first")
+    target = Path(bpy.path.abspath(path))
+    suffix = target.suffix.lower()
+    if suffix not in (".fbx", ".bvh"):
+        raise ParameterError(f"{target.name}: export to .fbx or .bvh")
+    scene = context.scene
+    animated = arm_obj.animation_data is not None and arm_obj.animation_data.action is not None
+    first, last = (scene.frame_start, scene.frame_end) if animated else (scene.frame_current, scene.frame_current)
+    view_layer = context.view_layer
+    for obj in view_layer.objects:
+        if obj is not None:
+            obj.select_set(obj in (arm_obj, mesh_obj))
+    view_layer.objects.active = arm_obj
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".fbx":
+        if not hasattr(bpy.ops.export_scene, "fbx"):
+            raise ParameterError("the FBX exporter is off: enable 'FBX format' in Preferences > Add-ons")
+        bpy.ops.export_scene.fbx(
+            filepath=str(target),
+            use_selection=True,
+            object_types={"ARMATURE", "MESH"},
+            add_leaf_bones=False,
+            bake_anim=animated,
+        )
+    else:
+        if not hasattr(bpy.ops.export_anim, "bvh"):
+            raise ParameterError("the BVH exporter is off: enable 'BioVision Motion Capture (BVH) format' in Add-ons")
+        current = scene.frame_current
+        bpy.ops.export_anim.bvh(filepath=str(target), frame_start=first, frame_end=last)
+        scene.frame_set(current)
+    return first, last
+
+
 def update_correctives(
     mesh_obj: bpy.types.Object, rig: rigmath.RestRig, body: BodyModel, params: BodyParams, tolerance: float = 1e-6
 ) -> None:
@@ -247,6 +411,40 @@ def restore_pose(arm_obj: bpy.types.Object, snapshot: dict[str, tuple]) -> None:
         pb.scale = scale
 
 
+_OBJECT_CHANNELS = (
+    "location",
+    "rotation_mode",
+    "rotation_euler",
+    "rotation_quaternion",
+    "rotation_axis_angle",
+    "scale",
+    "delta_location",
+    "delta_rotation_euler",
+    "delta_rotation_quaternion",
+    "delta_scale",
+)
+_CAMERA_CHANNELS = ("type", "lens", "lens_unit", "shift_x", "shift_y", "sensor_fit", "sensor_width", "sensor_height")
+
+
+def snapshot_camera(cam_obj: bpy.types.Object) -> dict[str, object]:
+    """The camera object's own channels (location, rotation mode and every rotation, scale, deltas) and its
+    lens, shift and sensor, exactly as stored (not ``matrix_world``, whose round trip loses the last bits)."""
+    snap: dict[str, object] = {}
+    for name in _OBJECT_CHANNELS:
+        value = getattr(cam_obj, name)
+        snap[f"object.{name}"] = value if isinstance(value, str) else tuple(value)
+    for name in _CAMERA_CHANNELS:
+        snap[f"data.{name}"] = getattr(cam_obj.data, name)
+    return snap
+
+
+def restore_camera(cam_obj: bpy.types.Object, snapshot: dict[str, object]) -> None:
+    """Undo every change to the camera since :func:`snapshot_camera`, bit for bit."""
+    for key, value in snapshot.items():
+        owner, name = key.split(".", 1)
+        setattr(cam_obj if owner == "object" else cam_obj.data, name, value)
+
+
 # ---------------------------------------------------------------------------------------------- cameras
 def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     """Final render (width, height) in pixels, percentage applied."""
@@ -289,12 +487,18 @@ def set_camera_pose(cam_obj: bpy.types.Object, camera: PinholeCamera, arm_obj: b
 
 
 def make_camera(
-    context: bpy.types.Context, camera: PinholeCamera, arm_obj: bpy.types.Object, name: str = "PoseFit camera"
+    context: bpy.types.Context,
+    camera: PinholeCamera,
+    arm_obj: bpy.types.Object,
+    name: str = "PoseFit camera",
+    set_resolution: bool = True,
 ) -> bpy.types.Object:
-    """Create a camera with ``camera``'s intrinsics (model frame extrinsics) and make it the scene camera."""
+    """Create a camera with ``camera``'s intrinsics (model frame extrinsics) and make it the scene camera; with
+    ``set_resolution`` also the render resolution and pixel aspect (else ``camera`` must match the scene's)."""
     scene = context.scene
     data = bpy.data.cameras.new(name)
     cam_obj = bpy.data.objects.new(name, data)
+    cam_obj[ROLE_KEY] = "camera"
     (context.collection or scene.collection).objects.link(cam_obj)
     settings = camera.to_blender()
     data.lens = settings["lens_mm"]
@@ -304,11 +508,12 @@ def make_camera(
     data.shift_y = settings["shift_y"]
     data.clip_start = 0.01
     data.clip_end = 1000.0
-    scene.render.resolution_x = settings["resolution_x"]
-    scene.render.resolution_y = settings["resolution_y"]
-    scene.render.resolution_percentage = 100
-    scene.render.pixel_aspect_x = settings["pixel_aspect_x"]
-    scene.render.pixel_aspect_y = settings["pixel_aspect_y"]
+    if set_resolution:
+        scene.render.resolution_x = settings["resolution_x"]
+        scene.render.resolution_y = settings["resolution_y"]
+        scene.render.resolution_percentage = 100
+        scene.render.pixel_aspect_x = settings["pixel_aspect_x"]
+        scene.render.pixel_aspect_y = settings["pixel_aspect_y"]
     set_camera_pose(cam_obj, camera, arm_obj)
     scene.camera = cam_obj
     return cam_obj

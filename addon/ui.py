@@ -32,11 +32,22 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
                 box.label(text="Set the SMPL-X folder in the preferences", icon="ERROR")
         box.prop(settings, "init_path")
         box.prop(settings, "init_frame")
+        if armature is not None and len(settings.shape_values):
+            col = box.column(align=True)
+            col.label(text="Shape")
+            for item in settings.shape_values:
+                col.prop(item, "value", text=item.name)
+            col.operator("posefit.apply_shape", icon="MOD_ARMATURE")
 
         box = layout.box()
         box.label(text="Target image", icon="IMAGE_DATA")
         box.prop(settings, "target_path", text="")
         box.prop(settings, "target_offset")
+        box.prop(settings, "resolution_from_photo")
+        box.prop(settings, "mask_path")
+        row = box.row()
+        row.enabled = not settings.mask_path
+        row.prop(settings, "mask_from_alpha")
         box.operator("posefit.import_body", icon="IMPORT")
 
         box = layout.box()
@@ -58,6 +69,11 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.scale_y = 1.5
         row.enabled = armature is not None
         row.operator("posefit.fit", icon="PLAY")
+        row = layout.row(align=True)
+        row.enabled = armature is not None
+        row.operator("posefit.reset_pose", icon="LOOP_BACK")
+        row.operator("posefit.save_fit", icon="EXPORT")
+        row.operator("posefit.export_body", icon="ARMATURE_DATA")
 
         box = layout.box()
         box.label(text="Frame range", icon="SEQUENCE")
@@ -68,12 +84,15 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.enabled = armature is not None
         row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
 
+        if not (settings.status_fitted or settings.status_message):
+            return  # nothing to report before the first import or fit
         box = layout.box()
         box.label(text="Status", icon="INFO")
         col = box.column(align=True)
-        col.label(text=f"Frame {settings.status_frame}, iteration {settings.status_iteration}")
-        col.label(text=f"Loss {settings.status_loss:.5g}")
-        col.label(text=f"Image error {settings.status_error:.2f} %")
+        if settings.status_fitted:
+            col.label(text=f"Frame {settings.status_frame}, iteration {settings.status_iteration}")
+            col.label(text=f"Loss {settings.status_loss:.5g}")
+            col.label(text=f"Image error {settings.status_error:.2f} %")
         if settings.status_message:
             col.label(text=settings.status_message)
 

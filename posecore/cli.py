@@ -18,7 +18,8 @@ from typing import NoReturn
 
 import torch
 
-from posecore.errors import MAX_MESSAGE_CHARS, PoseFitError, shorten
+from posecore.errors import MAX_MESSAGE_CHARS, ParameterError, PoseFitError, shorten
+from posecore.fitting.report import history_of, summarise
 
 
 def _threads(value: int | None) -> None:
@@ -49,46 +50,6 @@ def run_fit_loop(fitter, show_progress: bool) -> list:
         if bar is not None:
             bar.close()
     return states
-
-
-def summarise(body, states, target, truth=None) -> dict:
-    """Metrics before/after: image error (paper Table 1), and MPJPE / PA-MPJPE when the truth is known."""
-    from posecore.metrics import image_error_percent, mpjpe_mm, pa_mpjpe_mm
-
-    first, last = states[0], states[-1]
-    metrics = {
-        "image_error_percent": {
-            "before": image_error_percent(first.render, target, first.weight),
-            "after": image_error_percent(last.render, target, last.weight),
-        },
-        "loss": {"before": first.loss, "after": last.loss, "last_iterate": last.last_loss},
-        "best_iteration": last.best_iteration,
-        "iterations": last.iteration,
-        "seconds": last.elapsed_s,
-        "seconds_per_iteration": last.elapsed_s / max(1, last.iteration),
-    }
-    if truth is not None:
-        joints = body.body_joint_indices
-        with torch.no_grad():
-            true_j = body(truth).joints[joints]
-            before = body(first.params).joints[joints]
-            after = body(last.params).joints[joints]
-        metrics["mpjpe_mm"] = {"before": mpjpe_mm(before, true_j), "after": mpjpe_mm(after, true_j)}
-        metrics["pa_mpjpe_mm"] = {"before": pa_mpjpe_mm(before, true_j), "after": pa_mpjpe_mm(after, true_j)}
-    return metrics
-
-
-def history_of(states) -> list[dict]:
-    return [
-        {
-            "iteration": s.iteration,
-            "loss": s.loss,
-            "image_loss": s.image_loss,
-            "prior_loss": s.prior_loss,
-            "seconds": round(s.elapsed_s, 4),
-        }
-        for s in states
-    ]
 
 
 def write_outputs(out: Path, body, fitter, states, target, metrics, settings) -> None:
@@ -162,87 +123,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from posecore.bodies import load_body_model, params_from_init
-    from posecore.cameras.init_camera import camera_from_init
-    from posecore.errors import InputFileError, ParameterError
-    from posecore.fitting.look import Look
-    from posecore.fitting.loop import FitProblem, PoseFitter
-    from posecore.fitting.presets import get_preset
-    from posecore.io.images import image_size, load_image, load_image_alpha, load_mask
+    from posecore.bodies import params_from_init
+    from posecore.fitting.setup import FitOptions, prepare_fit
     from posecore.io.init_files import read_init
-    from posecore.render import get_renderer
 
     _threads(args.threads)
-    image_path = Path(args.image)
-    source_size = image_size(image_path)  # one-line errors: missing, a folder, not an image, a pixel bomb
-    width, height = source_size
-    if args.size:
-        scale = args.size / max(width, height)
-        width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    target = load_image(image_path, size=(width, height))
-    mask = None
-    if args.mask:
-        mask = load_mask(args.mask, size=(width, height))
-    elif args.mask_from_alpha:
-        mask = load_image_alpha(image_path, size=(width, height))
-        if mask is None:
-            raise InputFileError(image_path, "--mask-from-alpha: the image has no alpha channel")
-    init = read_init(args.init, frame=args.frame)
-    if args.flat_hand_mean:
-        init.hand_pose_relative_to_mean = False
-    vposer = None
-    if args.vposer:
-        from posecore.io.vposer_files import load_vposer
-
-        vposer = load_vposer(args.vposer)
-    body = load_body_model(args.model)
-    initial = params_from_init(body, init, vposer=vposer)
-    initial_code = None
-    if vposer is not None and init.vposer_code is not None:
-        initial_code = torch.as_tensor(init.vposer_code, dtype=torch.float32)
-    camera = camera_from_init(init.camera, width, height, source_size)
-    crop = None
-    if args.crop:
-        try:
-            crop = tuple(int(v) for v in args.crop.split(","))
-        except ValueError:
-            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}") from None
-        if len(crop) != 4:
-            raise ParameterError(f"--crop must be x0,y0,x1,y1 in pixels, got {args.crop!r}")
-    look = Look(camera, part=args.part, crop=crop, render_part_only=args.render_part_only)
-    preset = get_preset(args.preset).with_overrides(
-        iterations=args.iterations,
-        optimise=tuple(args.optimise.split(",")) if args.optimise else None,
-        prior_weight=args.prior_weight,
-    )
-    renderer = get_renderer(args.renderer)
-    problem = FitProblem(body, initial, target, look, renderer, person_mask=mask, vposer=vposer,
-                         initial_code=initial_code)  # fmt: skip
-    fitter = PoseFitter(problem, preset)
-    preset = fitter.preset  # the paper preset optimises VPoser's code when a VPoser folder is given
+    prepared = prepare_fit(FitOptions.from_args(args))
+    fitter = prepared.fitter()
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
     if args.truth:
-        truth = params_from_init(body, read_init(args.truth), vposer=vposer)
-    metrics = summarise(body, states, target, truth)
-    settings = {
-        "command": "fit",
-        "image": str(image_path),
-        "init": str(args.init),
-        "model": args.model,
-        "preset": preset.name,
-        "renderer": renderer.name,
-        "part": args.part,
-        "crop": crop,
-        "mask": args.mask,
-        "vposer": str(args.vposer) if args.vposer else None,
-        "iterations": preset.iterations,
-        "optimise": list(preset.optimise),
-        "prior_weight": preset.prior_weight,
-        "size": [width, height],
-        "threads": torch.get_num_threads(),
-    }
-    write_outputs(Path(args.out), body, fitter, states, target, metrics, settings)
+        truth = params_from_init(prepared.body, read_init(args.truth), vposer=prepared.problem.vposer)
+    metrics = summarise(prepared.body, states, prepared.problem.target, truth)
+    settings = prepared.settings("fit")
+    settings["preset"], settings["optimise"] = fitter.preset.name, list(fitter.preset.optimise)
+    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
+
+    prepared = prepare_fit(FitOptions.from_args(args))
+    fitter = prepared.fitter()
+    states = run_fit_loop(fitter, sys.stderr.isatty())
+    truth = None
+    if args.truth:
+        truth = params_from_init(prepared.body, read_init(args.truth))
+    metrics = summarise(prepared.body, states, prepared.problem.target, truth)
+    settings = prepared.settings("fit")
+    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
 
@@ -276,6 +181,28 @@ def _finite_non_negative(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {shorten(text, 40)}")
     return value
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from posecore.batch.plan import BatchJob, count_init_frames
+    from posecore.batch.runner import run_batch
+    from posecore.fitting.setup import FitOptions, preset_for
+    from posecore.io.frame_sources import open_frame_source
+
+    if args.workers is not None and args.workers < 0:
+        raise ParameterError(f"--workers must be 0 (serial, no Ray) or more, got {args.workers}")
+    options = FitOptions.from_args(args)
+    preset_for(options)  # bad preset options fail here, not once per frame
+    source = open_frame_source(args.frames)
+    job = BatchJob(source, options, str(args.out), args.chunk, count_init_frames(args.init, len(source.frames)),
+                   threads=args.threads or 1)  # fmt: skip
+    summary = run_batch(job, workers=args.workers, address=args.address, show_progress=sys.stderr.isatty())
+    if summary["done"] == summary["frames"]:
+        from posecore.batch.sequence_files import write_sequence_files
+
+        summary["sequence_files"] = [str(p) for p in write_sequence_files(job, args.smooth)]
+    print(json.dumps({k: v for k, v in summary.items() if k != "fitted_this_run"}, indent=1))
+    return 0 if not summary["failed"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=_int_at_least(8), default=None, help="resize so the longer side has this many pixels"
     )
     fit.set_defaults(func=cmd_fit)
+
+    batch = sub.add_parser("batch", help="fit every frame of a folder, glob or movie, on Ray")
+    common(batch)
+    batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
+    batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
+    batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
+    batch.add_argument("--vposer", default=None, help="your VPoser folder (decodes a 32-number body_pose init)")
+    batch.add_argument("--workers", type=int, default=None, help="Ray workers (default: every CPU); 0 = serial")
+    batch.add_argument("--address", default=None, help="join a running Ray cluster (auto, HOST:PORT, ray://...)")
+    batch.add_argument("--chunk", type=int, default=16, help="frames per chunk (warm-started in order)")
+    batch.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    batch.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
+    batch.add_argument("--render-part-only", action="store_true", help="render only the part")
+    batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
+    batch.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
+    batch.add_argument("--smooth", type=float, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames")
+    batch.set_defaults(func=cmd_batch)
     return parser
 
 

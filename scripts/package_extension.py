@@ -2,19 +2,27 @@
 
 Usage::
 
-    python scripts/package_extension.py [--platform linux-x64 ...] [--out dist/] [--refresh]
+    python scripts/package_extension.py [--platform linux-x64 ...] [--out dist/]
+    python scripts/package_extension.py --update-lock [--platform ...]     # re-resolve the locked wheels
 
-For each requested Blender platform the script downloads wheels (``pip download --only-binary=:all: --no-deps``
-with that platform's tags, CPython 3.11) into ``<source>/wheels/``, starting from :data:`ROOTS` and following
-each downloaded wheel's ``Requires-Dist`` (environment markers evaluated for the target platform, extras only
-where a requirement asks for them). Blender installs bundled wheels without resolving dependencies, so the
-closure must be complete; packages Blender's own Python already ships (:data:`PROVIDED`, numpy above all) are
-left out, and a requirement those cannot satisfy is an error. torch must be the CPU build (no ``nvidia-*``
-requirement): on linux-x64 that is the ``+cpu`` wheel from pip's configured sources (``find-links``).
+Reproducible: the wheels bundled for each Blender platform are pinned, by exact file name, in one committed
+lock list, ``scripts/extension_wheels.lock``; a build fetches exactly those (from ``<source>/wheels/``, a
+``--wheel-cache`` folder, or ``pip download name==version``) and never resolves anything, so the same commit
+always builds the same zip. The build happens in a staging copy of the source (under the output folder), whose
+``blender_manifest.toml`` gets the ``wheels = [...]`` and ``platforms = [...]`` lines: building modifies no
+tracked file. Built twice, the zip holds the same entries with the same bytes (only timestamps differ).
 
-It then writes ``wheels = [...]`` and ``platforms = [...]`` into ``blender_manifest.toml`` and builds the zip
-with Blender's own builder (``blender_ext.py build``, shipped inside the ``bpy`` wheel; with several platforms,
-``--split-platforms`` makes one zip per platform). ``posecore`` ships as source inside the zip.
+``--update-lock`` resolves the dependency closure again and rewrites the lock list (the one tracked file it
+changes): ``pip download --only-binary=:all: --no-deps`` with that platform's tags, CPython 3.11, starting from
+:data:`ROOTS` and following each wheel's ``Requires-Dist`` (environment markers evaluated for the target
+platform, extras only where a requirement asks for them). Blender installs bundled wheels without resolving
+dependencies, so the closure must be complete; packages Blender's own Python already ships (:data:`PROVIDED`,
+numpy above all) are left out, and a requirement those cannot satisfy is an error. torch must be the CPU build
+(no ``nvidia-*`` requirement): on linux-x64 that is the ``+cpu`` wheel from pip's configured sources
+(``find-links``).
+
+The zip is built with Blender's own builder (``blender_ext.py build``, shipped inside the ``bpy`` wheel; with
+several platforms, ``--split-platforms`` makes one zip per platform). ``posecore`` ships as source inside it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +61,8 @@ except ImportError:  # pip always vendors it
     from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+LOCK_NAME = "scripts/extension_wheels.lock"
+"""The committed lock list (relative to the source folder): ``[platform]`` sections of wheel file names."""
 PYTHON_VERSION = (3, 11)  # Blender 4.2 to 5.0 ship CPython 3.11
 
 #: What posecore needs at run time inside Blender (matplotlib is for figures only, mitsuba is an optional
@@ -328,6 +339,84 @@ def valid_tags_file() -> pathlib.Path:
     return scripts / "modules" / "_bpy_internal" / "extensions" / "tags.py"
 
 
+def read_lock(path: pathlib.Path) -> dict[str, list[str]]:
+    """The lock list: platform -> wheel file names (``[platform]`` sections, ``#`` comments)."""
+    if not path.is_file():
+        raise PackagingError(f"{path}: the wheel lock list is missing (make it with --update-lock)")
+    lock: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = lock.setdefault(line[1:-1].strip(), [])
+        elif current is None or not line.endswith(".whl"):
+            raise PackagingError(f"{path}:{number}: expected [platform] or a wheel file name, got {raw!r}")
+        else:
+            current.append(line)
+    return lock
+
+
+def write_lock(path: pathlib.Path, lock: dict[str, list[str]]) -> None:
+    """Write the lock list (platforms and wheel names sorted)."""
+    lines = [
+        "# Wheels bundled in PoseFit's extension zip, per Blender platform: exact files, as pip downloads them.",
+        "# Every build uses exactly these. Re-resolve with: python scripts/package_extension.py --update-lock",
+    ]
+    for platform in sorted(lock):
+        lines += ["", f"[{platform}]", *sorted(lock[platform], key=str.lower)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def fetch_locked(
+    platform: str, names: Sequence[str], wheels_dir: pathlib.Path, caches: Sequence[pathlib.Path],
+    log: Callable[[str], object],
+) -> list[pathlib.Path]:  # fmt: skip
+    """The locked wheel files of ``platform`` in ``wheels_dir``: found on disk by exact name, else downloaded
+    (``name==version``, no dependencies) and checked to be exactly the locked file."""
+    spec = PLATFORMS[platform]
+    found = []
+    for wheel_name in names:
+        target = wheels_dir / wheel_name
+        source = next((d / wheel_name for d in (wheels_dir, *caches) if (d / wheel_name).is_file()), None)
+        if source is None:
+            name, version, _, _ = parse_wheel_filename(wheel_name)
+            log(f"  downloading {wheel_name}")
+            source = pip_download(name, SpecifierSet(f"=={version}"), spec, wheels_dir)
+            if source.name != wheel_name:
+                raise PackagingError(f"{platform}: pip gave {source.name} for the locked {wheel_name}")
+        if source.resolve() != target.resolve():
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        found.append(target)
+    return found
+
+
+_STAGING_IGNORE = shutil.ignore_patterns(".git", "wheels", "dist", "build", "out", "__pycache__", ".*", "*.blend1")
+
+
+def stage_source(source: pathlib.Path, staging: pathlib.Path, wheels: Sequence[pathlib.Path]) -> None:
+    """Copy the extension source into ``staging`` (without wheels, build outputs, hidden files) and link the
+    bundled ``wheels`` into ``staging/wheels``: the manifest is then rewritten there, never in the source."""
+    outside = staging.resolve().parent
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(_STAGING_IGNORE(folder, names))
+        # The output folder may sit inside the source (``--out build2``): never copy the staging into itself.
+        return skipped | {n for n in names if outside.is_relative_to((pathlib.Path(folder) / n).resolve())}
+
+    shutil.copytree(source, staging, ignore=ignore, symlinks=False)
+    (staging / "wheels").mkdir()
+    for wheel in wheels:
+        try:
+            os.link(wheel, staging / "wheels" / wheel.name)
+        except OSError:
+            shutil.copy2(wheel, staging / "wheels" / wheel.name)
+
+
 def package(
     platforms: Sequence[str],
     out: pathlib.Path,
@@ -335,37 +424,57 @@ def package(
     caches: Sequence[pathlib.Path] = (),
     refresh: bool = False,
     log: Callable[[str], object] = print,
+    update_lock: bool = False,
 ) -> list[pathlib.Path]:
-    """Download wheels, write the manifest, validate it and build the zip(s); returns the zip paths."""
+    """Fetch the locked wheels (re-resolving them first with ``update_lock``), stage the source, write the
+    staged manifest, validate it and build the zip(s) into ``out``; returns the zip paths."""
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
         raise PackagingError(f"unknown platform(s) {unknown}; choose from {sorted(PLATFORMS)}")
     wheels_dir = source / "wheels"
     wheels_dir.mkdir(exist_ok=True)
+    lock_path = source / LOCK_NAME
+    lock = read_lock(lock_path) if lock_path.is_file() or not update_lock else {}
+    if update_lock:
+        failed: dict[str, str] = {}
+        for platform in platforms:
+            log(f"resolving wheels for {platform}")
+            try:
+                lock[platform] = [w.name for w in resolve_platform(platform, wheels_dir, caches, refresh, log)]
+            except PackagingError as exc:
+                failed[platform] = str(exc)
+                log(f"error: {exc}")
+        if failed:
+            raise PackagingError("; ".join(failed.values()))
+        write_lock(lock_path, lock)
+        log(f"wrote {lock_path}")
+    missing = [p for p in platforms if p not in lock]
+    if missing:
+        raise PackagingError(
+            f"{lock_path}: no locked wheels for {', '.join(missing)}; add them with --update-lock --platform ..."
+        )
     bundled: dict[str, pathlib.Path] = {}
-    failed: dict[str, str] = {}
     for platform in platforms:
-        log(f"resolving wheels for {platform}")
-        try:
-            for wheel in resolve_platform(platform, wheels_dir, caches, refresh, log):
-                bundled[wheel.name] = wheel
-        except PackagingError as exc:
-            failed[platform] = str(exc)
-            log(f"error: {exc}")
-    if failed:
-        raise PackagingError("; ".join(failed.values()))
+        for wheel in fetch_locked(platform, lock[platform], wheels_dir, caches, log):
+            bundled[wheel.name] = wheel
     names = sorted(bundled, key=str.lower)
     total = sum(bundled[n].stat().st_size for n in names)
     log(f"{len(names)} wheels, {total / 2**20:.1f} MiB")
-    write_manifest(source / "blender_manifest.toml", [f"./wheels/{n}" for n in names], platforms)
-    tags = str(valid_tags_file())
-    log(run_cli(["validate", str(source), "--valid-tags", tags]).strip())
     out.mkdir(parents=True, exist_ok=True)
-    before = {p: p.stat().st_mtime_ns for p in out.glob("*.zip")}
-    args = ["build", "--source-dir", str(source), "--output-dir", str(out), "--valid-tags", tags]
-    if len(platforms) > 1:
-        args.append("--split-platforms")
-    run_cli(args)
+    staging_root = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        staging = staging_root / "posefit"
+        stage_source(source, staging, [bundled[n] for n in names])
+        write_manifest(staging / "blender_manifest.toml", [f"./wheels/{n}" for n in names], platforms)
+        tags = str(valid_tags_file())
+        log(run_cli(["validate", str(staging), "--valid-tags", tags]).strip())
+        before = {p: p.stat().st_mtime_ns for p in out.glob("*.zip")}
+        args = ["build", "--source-dir", str(staging), "--output-dir", str(out), "--valid-tags", tags]
+        if len(platforms) > 1:
+            args.append("--split-platforms")
+        run_cli(args)
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
     zips = sorted(p for p in out.glob("*.zip") if before.get(p) != p.stat().st_mtime_ns)
     if not zips:
         raise PackagingError(f"Blender's builder wrote no zip into {out}")
@@ -386,11 +495,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--wheel-cache", type=pathlib.Path, action="append", default=[], help="extra folder of wheels to reuse"
     )
-    parser.add_argument("--refresh", action="store_true", help="ask pip even when a fitting wheel is on disk")
+    parser.add_argument(
+        "--update-lock",
+        action="store_true",
+        help=f"resolve the wheels again (newest that fit) and rewrite {LOCK_NAME} before building",
+    )
+    parser.add_argument("--refresh", action="store_true", help="with --update-lock: ask pip even for wheels on disk")
     args = parser.parse_args(argv)
     try:
         zips = package(args.platform or ["linux-x64"], args.out.resolve(), args.source_dir.resolve(),
-                       [c.resolve() for c in args.wheel_cache], args.refresh)  # fmt: skip
+                       [c.resolve() for c in args.wheel_cache], args.refresh, update_lock=args.update_lock)  # fmt: skip
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

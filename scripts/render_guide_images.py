@@ -9,7 +9,9 @@ RasterRenderer, imports the free body with that target (camera and camera backgr
 renders the body through the scene camera with Cycles (transparent film) and lays it over the target ("before"),
 runs ``posefit.fit`` looking at ``part_left_arm`` and renders again ("after"). Pictures: ``guide_before.png``,
 ``guide_after.png`` and ``guide_before_after.png`` (side by side). The overlay of the Blender render on the
-target is done with PIL (camera background images show in the viewport only, not in renders).
+target is done with PIL (camera background images show in the viewport only, not in renders). Then
+``guide_panel.png``: the sidebar panel after the fit, drawn from the panel's own ``draw()`` by
+``scripts/panel_picture.py`` (Blender draws no user interface headless).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from addon.batch import load_extension
+    from addon.batch import load_extension, unload_extension
     from posecore.demo import pose_from_table
 
     out = pathlib.Path(args.out)
@@ -144,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     both.paste(before, (0, 0))
     both.paste(after, (before.width + 8, 0))
     both.save(out / "guide_before_after.png", optimize=True)
-    for name in ("guide_before.png", "guide_after.png", "guide_before_after.png"):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from panel_picture import render_panel
+
+    ui = sys.modules[f"{addon.__name__}.ui"]
+    render_panel(ui.POSEFIT_PT_main, bpy.context, out / "guide_panel.png")
+    unload_extension()  # nothing left registered at exit (Blender 4.2 and 4.5 fail otherwise)
+    for name in ("guide_before.png", "guide_after.png", "guide_before_after.png", "guide_panel.png"):
         print(f"wrote {out / name} ({(out / name).stat().st_size // 1024} KB)")
     return 0
 

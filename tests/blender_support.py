@@ -18,3 +18,15 @@ def clear_scene() -> None:
     for action in list(bpy.data.actions):
         bpy.data.actions.remove(action)
     bpy.context.scene.frame_set(1)
+
+
+def fcurves(owner: bpy.types.ID) -> list:
+    """The F-curves of ``owner``'s action, on every Blender the extension supports: 4.4+ keeps them in the
+    action slot's channel bag (5.0 removed ``Action.fcurves``), 4.2 and 4.3 in ``Action.fcurves``."""
+    animation = owner.animation_data
+    from bpy_extras import anim_utils
+
+    if hasattr(anim_utils, "action_get_channelbag_for_slot"):
+        bag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
+        return list(bag.fcurves) if bag is not None else []
+    return list(animation.action.fcurves)

@@ -12,6 +12,10 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="posefit-blender-"))
+# The Blender extension points posecore's cache at its own user folder unless one of these is set: keep the
+# tests on the machine's shared cache (built once by scripts/setup.sh).
+if not os.environ.get("ANNY_CACHE_DIR"):
+    os.environ.setdefault("POSEFIT_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "posefit"))
 
 
 @pytest.fixture(scope="session")

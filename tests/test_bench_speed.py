@@ -26,7 +26,7 @@ def test_speed_command_prints_and_writes_a_table(tmp_path, capsys, monkeypatch) 
     text = out.read_text()
     assert text.strip() in capsys.readouterr().out
     rows = [line for line in text.splitlines() if line.startswith("| raster |")]
-    assert len(rows) == 2 * 2 + 1  # two meshes x two sizes, and the whole-fit row
+    assert len(rows) == 2 * 2 + 3  # two meshes x two sizes, whole fits with two presets and a selective one
     for row in rows[:4]:
         numbers = [float(x) for x in re.findall(r"\d+\.\d+", row)]
         assert numbers and all(x > 0 for x in numbers)

@@ -22,8 +22,8 @@ except Exception as exc:  # ImportError, or missing system libraries (OSError)
 
 import addon_utils
 from blender_support import clear_scene as _clear_scene
+from blender_support import fcurves as _fcurves
 from blender_support import raise_error as _raise
-from bpy_extras import anim_utils
 
 from posecore import rig as rigmath
 from posecore.demo import JUDO_POSE, pose_from_table
@@ -216,12 +216,11 @@ def test_execute_moves_the_arm_toward_the_truth_and_keyframes(imported, anny, ex
     print(f"left-arm rotation error: {before:.1f} -> {after:.1f} degrees")
     assert after < 0.7 * before
     assert torch.allclose(rotations[other], leg_before, atol=1e-6)  # selective: the leg stayed
-    action = arm.animation_data.action
-    bag = anim_utils.action_get_channelbag_for_slot(action, arm.animation_data.action_slot)
-    paths = {fc.data_path for fc in bag.fcurves}
+    curves = _fcurves(arm)
+    paths = {fc.data_path for fc in curves}
     assert 'pose.bones["upperarm01.L"].rotation_quaternion' in paths
     assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in paths
-    for fc in bag.fcurves:
+    for fc in curves:
         assert [k.co[0] for k in fc.keyframe_points] == [7.0]
     assert math.isclose(bpy.context.scene.posefit.status_iteration, 25)
 
@@ -276,3 +275,628 @@ def test_manifest_passes_blenders_validator():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success" in result.stdout
+
+
+def _camera_channels(cam) -> tuple:
+    data = cam.data
+    return (
+        tuple(cam.location),
+        cam.rotation_mode,
+        tuple(cam.rotation_euler),
+        tuple(cam.rotation_quaternion),
+        tuple(cam.scale),
+        data.lens,
+        data.shift_x,
+        data.shift_y,
+        data.sensor_fit,
+        data.sensor_width,
+        data.sensor_height,
+    )
+
+
+def _set_camera_channels(cam, channels: tuple) -> None:
+    location, mode, euler, quaternion, scale, lens, shift_x, shift_y, fit, width, height = channels
+    cam.location, cam.rotation_mode, cam.rotation_euler, cam.rotation_quaternion, cam.scale = (
+        location,
+        mode,
+        euler,
+        quaternion,
+        scale,
+    )
+    data = cam.data
+    data.lens, data.shift_x, data.shift_y, data.sensor_fit = lens, shift_x, shift_y, fit
+    data.sensor_width, data.sensor_height = width, height
+
+
+def test_escape_then_fit_is_bit_identical_to_a_fresh_fit(imported, ext):
+    """Esc restores the camera's own channels (not matrix_world, whose round trip changes the last bits), so a fit
+    after Esc lands exactly where a fit from the untouched scene lands."""
+    scene_io, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size, settings.keyframe = "part_left_arm", 6, SIZE, False
+    arm, cam = imported["arm"], bpy.context.scene.camera
+    # A camera whose matrix_world does not round-trip exactly: Euler angles and a non-unit scale.
+    cam.rotation_mode = "XYZ"  # Blender converts the current rotation
+    cam.rotation_euler = (cam.rotation_euler[0] + 0.0123, cam.rotation_euler[1] - 0.0071, cam.rotation_euler[2] + 0.013)
+    cam.data.shift_x, cam.data.lens = 0.013, 51.7
+    bpy.context.view_layer.update()
+    pose0, camera0, snapshot0 = _pose_quaternions(arm), _camera_channels(cam), scene_io.snapshot_pose(arm)
+
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    fresh = (_pose_quaternions(arm), settings.status_loss, _camera_channels(cam))
+
+    scene_io.restore_pose(arm, snapshot0)
+    _set_camera_channels(cam, camera0)
+    bpy.context.view_layer.update()
+    assert (_pose_quaternions(arm), _camera_channels(cam)) == (pose0, camera0)
+
+    driver = operators.FitDriver(bpy.context)
+    for _ in range(3):
+        assert operators.handle_event(driver, "TIMER") == {"RUNNING_MODAL"}
+    assert operators.handle_event(driver, "ESC") == {"CANCELLED"}
+    bpy.context.view_layer.update()
+    assert _camera_channels(cam) == camera0 and _pose_quaternions(arm) == pose0
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    after_escape = (_pose_quaternions(arm), settings.status_loss, _camera_channels(cam))
+    assert after_escape == fresh
+
+
+def test_modal_fit_survives_a_rename_and_ends_cleanly_when_the_body_is_deleted(imported, ext):
+    """The operator's own modal() (not only handle_event): renaming the body mid-fit is harmless; deleting it
+    raises ReferenceError inside the step, and the fit ends: timer and progress removed, an ERROR report for
+    Blender's info area, the panel's status says why, and no exception escapes."""
+    from types import SimpleNamespace
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 10, SIZE
+
+    class Probe(operators.POSEFIT_OT_fit.__mro__[1]):  # the operator's logic (_ModalFit), without bpy's wrapper
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+        def _make_driver(self, context):
+            return operators.FitDriver(context)
+
+    op = Probe()
+    assert op._start(bpy.context)
+    op._begin(bpy.context)
+    timer = SimpleNamespace(type="TIMER")
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    imported["arm"].name = "renamed body"
+    imported["mesh"].name = "renamed mesh"
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    assert op.modal(bpy.context, SimpleNamespace(type="MOUSEMOVE")) == {"PASS_THROUGH"}
+    assert op.reports == [] and op._timer is not None
+    bpy.data.objects.remove(imported["mesh"])
+    bpy.data.objects.remove(imported["arm"])
+    assert op.modal(bpy.context, timer) == {"CANCELLED"}
+    assert op._timer is None and op._driver is None
+    assert len(op.reports) == 1
+    kind, message = op.reports[0]
+    assert kind == {"ERROR"} and message.startswith("PoseFit: ") and "deleted" in message
+    assert settings.status_message == "Error: " + message.removeprefix("PoseFit: ")
+
+
+def test_modal_fit_reports_a_posefit_error_in_the_info_area(imported, ext, tmp_path):
+    """A PoseFitError raised by a step (the target file vanished between frames is one way; here the fitter's
+    next step raises) ends the fit with an ERROR report, not only the panel's status line."""
+    from types import SimpleNamespace
+
+    from posecore.errors import ParameterError
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 10, SIZE
+    before = _pose_quaternions(imported["arm"])
+
+    class Probe(operators.POSEFIT_OT_fit.__mro__[1]):
+        def __init__(self):
+            self.reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+        def _make_driver(self, context):
+            driver = operators.FitDriver(context)
+            steps = driver._steps
+
+            def failing():
+                yield next(steps)
+                raise ParameterError("the renderer gave up")
+
+            driver._steps = failing()
+            return driver
+
+    op = Probe()
+    assert op._start(bpy.context)
+    op._begin(bpy.context)
+    timer = SimpleNamespace(type="TIMER")
+    assert op.modal(bpy.context, timer) == {"RUNNING_MODAL"}
+    assert op.modal(bpy.context, timer) == {"CANCELLED"}
+    assert op.reports == [({"ERROR"}, "PoseFit: the renderer gave up")]
+    assert op._timer is None and _pose_quaternions(imported["arm"]) == before
+
+
+def test_photo_shape_sets_the_resolution_and_a_mismatch_is_refused(ext, tmp_path):
+    """Import sets the render resolution from the photo (default); a photo whose shape differs from the render
+    resolution's is refused by Fit with a message naming both sizes, never silently stretched."""
+    scene_io, operators = ext
+    _clear_scene()
+    scene, settings = bpy.context.scene, bpy.context.scene.posefit
+    photo = tmp_path / "wide.png"
+    save_image(photo, torch.full((80, 120, 3), 0.5))
+    settings.model, settings.init_path, settings.target_path, settings.vertex_group = "anny", "", str(photo), ""
+    settings.iterations, settings.fit_size = 1, 64
+    assert settings.resolution_from_photo  # the default
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 300, 300, 50
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    assert scene_io.render_size(scene) == (120, 80)
+    driver = operators.FitDriver(bpy.context)  # accepted
+    assert (driver.target.shape[1], driver.target.shape[0]) == (64, 43)
+
+    scene.render.resolution_x = scene.render.resolution_y = 96
+    with pytest.raises(operators.ParameterError, match=r"120x80 pixels but the render resolution is 96x96"):
+        operators.FitDriver(bpy.context)
+    before = _pose_quaternions(scene_io.find_body_objects(bpy.context)[0])
+    with pytest.raises(RuntimeError, match="stretched"):
+        bpy.ops.posefit.fit()
+    assert _pose_quaternions(scene_io.find_body_objects(bpy.context)[0]) == before
+
+    # Unticked: Import Body leaves the resolution alone (and the fit still refuses the mismatch).
+    settings.resolution_from_photo = False
+    scene.render.resolution_x, scene.render.resolution_y = 200, 100
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    assert scene_io.render_size(scene) == (200, 100)
+    camera = scene_io.camera_in_model_frame(scene, scene.camera, scene_io.find_body_objects(bpy.context)[0])
+    assert (camera.width, camera.height) == (200, 100)
+    with pytest.raises(operators.ParameterError, match="stretched"):
+        operators.FitDriver(bpy.context)
+    settings.resolution_from_photo = True
+
+
+def test_import_again_replaces_only_what_posefit_made(ext, tmp_path):
+    """Import Body twice: the second replaces the PoseFit body, mesh and camera (same names, no ``.001``), and
+    leaves the user's own objects (a camera, a mesh, a prop parented to the body) alone."""
+    scene_io, _ = ext
+    _clear_scene()
+    scene, settings = bpy.context.scene, bpy.context.scene.posefit
+    settings.model, settings.init_path, settings.target_path = "anny", "", ""
+    user_cam = bpy.data.objects.new("My camera", bpy.data.cameras.new("My camera"))
+    cube = bpy.data.objects.new("Cube", bpy.data.meshes.new("Cube"))
+    for obj in (user_cam, cube):
+        scene.collection.objects.link(obj)
+    user_cam.location, cube.location = (4.0, -3.0, 2.0), (1.0, 2.0, 3.0)
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    prop = bpy.data.objects.new("Hat", bpy.data.meshes.new("Hat"))
+    scene.collection.objects.link(prop)
+    prop.parent = scene_io.find_body_objects(bpy.context)[0]
+    prop.location = (0.1, 0.2, 1.7)
+    bpy.context.view_layer.update()
+    hat_world = np.array(prop.matrix_world)
+    first = {obj.name: obj.get(scene_io.ROLE_KEY) for obj in scene.objects}
+
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    bpy.context.view_layer.update()
+    second = {obj.name: obj.get(scene_io.ROLE_KEY) for obj in scene.objects}
+    assert (
+        first
+        == second
+        == {
+            "PoseFit body": "body",
+            "PoseFit body mesh": "body_mesh",
+            "PoseFit camera": "camera",
+            "My camera": None,
+            "Cube": None,
+            "Hat": None,
+        }
+    )
+    for collection in (bpy.data.objects, bpy.data.armatures, bpy.data.meshes, bpy.data.cameras):
+        assert not [item.name for item in collection if ".0" in item.name], list(collection)
+    assert scene.camera.name == "PoseFit camera"
+    assert tuple(user_cam.location) == (4.0, -3.0, 2.0) and tuple(cube.location) == (1.0, 2.0, 3.0)
+    assert np.allclose(np.array(prop.matrix_world), hat_world, atol=1e-6)  # kept its place
+    assert "replacing the previous PoseFit body" in settings.status_message
+    for obj in (user_cam, cube, prop):
+        bpy.data.objects.remove(obj)
+
+
+def test_person_mask_from_an_image_or_the_alpha_channel(imported, ext, tmp_path):
+    """Panel's Person mask / Mask from alpha (the CLI's --mask / --mask-from-alpha): the photo's clutter outside
+    the person no longer reaches the fit; a missing mask file is a clear error naming it."""
+    from posecore.io.images import load_image
+
+    _, operators = ext
+    settings = bpy.context.scene.posefit
+    settings.vertex_group, settings.iterations, settings.fit_size = "", 1, SIZE
+    clean = load_image(settings.target_path)
+    person = (clean.amax(dim=2) > 0).float()  # the rendered body on black
+    cluttered = clean.clone()
+    cluttered[:12, :12] = 1.0  # a white box in a corner, away from the body
+    assert float(person[:12, :12].sum()) == 0
+    photo = tmp_path / "cluttered.png"
+    save_image(photo, cluttered)
+    save_image(tmp_path / "mask.png", person[..., None].expand(-1, -1, 3))
+    save_image(tmp_path / "cutout.png", torch.cat([cluttered, person[..., None]], dim=2))
+    settings.target_path = str(photo)
+    assert not torch.equal(operators.FitDriver(bpy.context).fitter.target, clean)  # no mask: the box is seen
+
+    settings.mask_path = str(tmp_path / "mask.png")
+    driver = operators.FitDriver(bpy.context)
+    assert torch.equal(driver.fitter.problem.person_mask, person)
+    assert torch.equal(driver.fitter.target, clean)
+
+    settings.mask_path, settings.mask_from_alpha, settings.target_path = "", True, str(tmp_path / "cutout.png")
+    assert torch.equal(operators.FitDriver(bpy.context).fitter.target, clean)
+    settings.mask_from_alpha = False
+
+    settings.mask_path = str(tmp_path / "nowhere.png")
+    with pytest.raises(operators.PoseFitError, match=r"nowhere\.png"):
+        operators.FitDriver(bpy.context)
+    settings.mask_path = ""
+
+
+def test_reset_pose_and_save_fit_round_trip(imported, anny, ext, tmp_path):
+    """Reset Pose puts back the import's pose exactly; Save Fit writes a fit.npz that a later import reads back
+    as the same pose (and camera)."""
+    from posecore.bodies import params_from_init
+    from posecore.io.init_files import read_init
+
+    scene_io, _ = ext
+    arm, rig = imported["arm"], imported["rig"]
+    settings = bpy.context.scene.posefit
+    assert [item.name for item in settings.shape_values] == scene_io.shape_labels(anny)
+    assert [item.value for item in settings.shape_values] == pytest.approx(anny.default_shape().tolist())
+    posed = scene_io.read_pose(arm, rig)
+    assert bpy.ops.posefit.save_fit(filepath=str(tmp_path / "pose.npz")) == {"FINISHED"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".npz", ".json")) == ["pose.npz"]  # Anny
+
+    assert bpy.ops.posefit.reset_pose() == {"FINISHED"}
+    rotations, translation = scene_io.read_pose(arm, rig)
+    assert torch.allclose(rotations, anny.default_params().rotations, atol=1e-6)  # imported at rest
+    assert torch.allclose(translation, anny.default_params().translation, atol=1e-6)
+
+    init = read_init(tmp_path / "pose.npz")
+    back = params_from_init(anny, init)
+    assert torch.allclose(back.rotations, posed[0], atol=1e-6)
+    assert torch.allclose(back.translation, posed[1], atol=1e-6)
+    camera = scene_io.camera_in_model_frame(bpy.context.scene, bpy.context.scene.camera, arm)
+    k = camera.intrinsic_matrix
+    assert init.camera.focal_length == pytest.approx((float(k[0, 0]), float(k[1, 1])), abs=1e-3)
+    assert np.allclose(init.camera.rotation, camera.rotation.numpy(), atol=1e-6)
+    assert init.camera.image_size == (camera.width, camera.height)
+
+    settings.init_path = str(tmp_path / "pose.npz")
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    settings.init_path = ""
+    arm = scene_io.find_body_objects(bpy.context)[0]
+    assert torch.allclose(scene_io.read_pose(arm, rig)[0], posed[0], atol=1e-5)
+
+
+def test_smplx_shape_is_editable_and_save_fit_writes_smplx_parameters(ext, synthetic_smplx_dir, tmp_path):
+    """SMPL-X betas appear in the panel; Apply Shape rebuilds the body at the edited betas keeping the pose (the
+    evaluated mesh is posecore's body at the new shape); Save Fit adds NAME_smplx.npz/.json."""
+    scene_io, _ = ext
+    _clear_scene()
+    bpy.context.preferences.addons[MODULE].preferences.smplx_folder = str(synthetic_smplx_dir)
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "male", "", ""
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    assert [item.name for item in settings.shape_values] == [f"beta {i + 1}" for i in range(body.num_shape)]
+    params = body.default_params()
+    params.rotations = 0.3 * torch.randn(body.num_joints, 3, generator=torch.Generator().manual_seed(4))
+    params.rotations[0] = 0.0
+    scene_io.write_pose(arm, scene_io.get_rig(spec, body, params.shape), params.rotations, params.translation)
+
+    settings.shape_values[0].value, settings.shape_values[1].value = 1.5, -1.0
+    assert bpy.ops.posefit.apply_shape() == {"FINISHED"}
+    arm, mesh = scene_io.find_body_objects(bpy.context)
+    assert sorted(o.name for o in bpy.context.scene.objects) == ["PoseFit body", "PoseFit body mesh", "PoseFit camera"]
+    params.shape = torch.tensor([item.value for item in settings.shape_values])
+    assert list(arm[scene_io.SHAPE_KEY])[:3] == pytest.approx([1.5, -1.0, 0.0])
+    rig = scene_io.get_rig(spec, body, params.shape)
+    assert torch.allclose(scene_io.read_pose(arm, rig)[0], params.rotations, atol=1e-5)
+    with torch.no_grad():
+        expected = body(params).vertices.double().numpy()
+    m = np.array(arm.matrix_world, dtype=np.float64)
+    error = float(np.abs(_evaluated_world_vertices(mesh) - (expected @ m[:3, :3].T + m[:3, 3])).max())
+    assert error < 1e-4
+
+    assert bpy.ops.posefit.save_fit(filepath=str(tmp_path / "pose.npz")) == {"FINISHED"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pose.npz", "pose_smplx.json", "pose_smplx.npz"]
+    saved = np.load(tmp_path / "pose_smplx.npz")
+    assert saved["betas"][0, :2] == pytest.approx([1.5, -1.0]) and str(saved["gender"]) == "male"
+    assert np.allclose(saved["body_pose"].reshape(21, 3), params.rotations[1:22].numpy(), atol=1e-5)
+
+
+def _bone_world_rotations(arm) -> dict[str, np.ndarray]:
+    """Each bone's rotation from its rest pose, in world axes (3, 3): posed world @ rest world^T, scale removed.
+    This is what an animation carries, whatever the importer chooses as the bones' rest orientations."""
+    out = {}
+    world = np.array(arm.matrix_world)
+    for pb in arm.pose.bones:
+        posed = (world @ np.array(pb.matrix))[:3, :3]
+        rest = (world @ np.array(pb.bone.matrix_local))[:3, :3]
+        out[pb.name] = (posed / np.linalg.norm(posed, axis=0)) @ (rest / np.linalg.norm(rest, axis=0)).T
+    return out
+
+
+def _max_angle_deg(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    worst = 0.0
+    for name in a:
+        r = a[name].T @ b[name]
+        sine2 = np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])  # 2 sin(angle)
+        worst = max(worst, math.degrees(math.atan2(sine2, np.trace(r) - 1)))
+    return worst
+
+
+def test_fbx_and_bvh_round_trip_through_blenders_exporters(imported, ext, tmp_path):
+    """Export FBX/BVH writes the fitted body through Blender's own exporters; Blender's importers read back
+    every bone with the same world rotation (within 0.1 degree); BVH carries keyframed frames."""
+    scene_io, _ = ext
+    for module in ("io_scene_fbx", "io_anim_bvh"):
+        addon_utils.enable(module, default_set=True, handle_error=_raise)
+    scene = bpy.context.scene
+    arm, rig = imported["arm"], imported["rig"]
+    pose = 0.4 * torch.randn(rig.parents.__len__(), 3, generator=torch.Generator().manual_seed(1))
+    scene_io.write_pose(arm, rig, pose, torch.tensor([0.1, 0.2, 0.3]))
+    bpy.context.view_layer.update()
+    expected = _bone_world_rotations(arm)
+
+    def imported_armature(run) -> bpy.types.Object:
+        before = set(bpy.data.objects)
+        run()
+        new = [obj for obj in bpy.data.objects if obj not in before]
+        bpy.context.view_layer.update()
+        return next(obj for obj in new if obj.type == "ARMATURE"), new
+
+    assert bpy.ops.posefit.export_body(filepath=str(tmp_path / "body.fbx")) == {"FINISHED"}
+    fbx, new = imported_armature(lambda: bpy.ops.import_scene.fbx(filepath=str(tmp_path / "body.fbx")))
+    assert sorted(obj.type for obj in new) == ["ARMATURE", "MESH"] and len(fbx.pose.bones) == len(arm.pose.bones)
+    fbx_error = _max_angle_deg(expected, _bone_world_rotations(fbx))
+    for obj in new:
+        bpy.data.objects.remove(obj)
+
+    # BVH, animated: two keyed frames; the exporter writes the scene's range.
+    scene.frame_start, scene.frame_end = 1, 2
+    second = pose * -0.5
+    for frame, rotations in ((1, pose), (2, second)):
+        scene.frame_set(frame)
+        scene_io.write_pose(arm, rig, rotations, torch.tensor([0.1, 0.2, 0.3]))
+        for pb in arm.pose.bones:
+            pb.keyframe_insert("rotation_quaternion", frame=frame)
+            pb.keyframe_insert("location", frame=frame)
+    scene.frame_set(2)
+    expected_2 = _bone_world_rotations(arm)
+    assert bpy.ops.posefit.export_body(filepath=str(tmp_path / "body.bvh"), file_format="BVH") == {"FINISHED"}
+    assert "Frames: 2" in (tmp_path / "body.bvh").read_text()
+    bvh, new = imported_armature(
+        lambda: bpy.ops.import_anim.bvh(filepath=str(tmp_path / "body.bvh"), axis_forward="Y", axis_up="Z")
+    )
+    scene.frame_set(2)
+    bpy.context.view_layer.update()
+    bvh_error = _max_angle_deg(expected_2, _bone_world_rotations(bvh))
+    print(f"round trip, max bone rotation error: FBX {fbx_error:.2e} deg, BVH {bvh_error:.2e} deg")
+    assert fbx_error < 0.1 and bvh_error < 0.1
+    for obj in new:
+        bpy.data.objects.remove(obj)
+    arm.animation_data_clear()
+    scene.frame_start, scene.frame_end = 1, 250
+    scene.frame_set(1)
+
+
+class _LayoutRecorder:
+    """Stands in for ``bpy.types.UILayout`` when calling a panel's draw(): records labels, props and operators."""
+
+    def __init__(self, log: list | None = None):
+        self.log = [] if log is None else log
+        self.enabled, self.scale_y = True, 1.0
+
+    def _child(self, *_args, **_kwargs):
+        return _LayoutRecorder(self.log)
+
+    box = row = column = _child
+
+    def label(self, text="", icon="NONE"):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, **_kwargs):
+        assert name in data.bl_rna.properties, name  # a typo would break the real panel
+        self.log.append(("prop", name))
+
+    def prop_search(self, data, name, *_args, **_kwargs):
+        self.prop(data, name)
+
+    def operator(self, idname, **_kwargs):
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.log.append(("operator", idname))
+
+
+def _draw_panel() -> list:
+    from types import SimpleNamespace
+
+    ui = sys.modules[f"{MODULE}.addon.ui"]
+    fake = SimpleNamespace(layout=_LayoutRecorder())
+    ui.POSEFIT_PT_main.draw(fake, bpy.context)
+    return fake.layout.log
+
+
+def test_panel_status_is_empty_before_the_first_fit_and_shows_the_new_buttons(ext, imported):
+    settings = bpy.context.scene.posefit
+    settings.status_fitted, settings.status_message = False, ""
+    log = _draw_panel()
+    assert ("label", "Status") not in log and not any("Loss" in text for kind, text in log if kind == "label")
+    for idname in ("posefit.import_body", "posefit.fit", "posefit.reset_pose", "posefit.save_fit",
+                   "posefit.export_body", "posefit.apply_shape", "posefit.fit_frames"):  # fmt: skip
+        assert ("operator", idname) in log
+    for name in ("mask_path", "mask_from_alpha", "resolution_from_photo"):
+        assert ("prop", name) in log
+    settings.vertex_group, settings.iterations, settings.fit_size = "part_left_arm", 2, SIZE
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    log = _draw_panel()
+    assert ("label", "Status") in log and any(text.startswith("Loss ") for kind, text in log if kind == "label")
+
+
+def test_every_setting_and_preference_has_a_plain_tooltip(ext):
+    properties = sys.modules[f"{MODULE}.addon.properties"]
+    for cls in (properties.PoseFitSettings, properties.PoseFitPreferences, properties.PoseFitShapeValue):
+        for prop in cls.bl_rna.properties:
+            if prop.identifier in ("rna_type", "name", "bl_idname"):
+                continue
+            assert len(prop.description) > 10, (cls.__name__, prop.identifier)
+            if prop.type == "ENUM" and prop.enum_items:
+                for item in prop.enum_items:
+                    assert item.description, (cls.__name__, prop.identifier, item.identifier)
+    presets = {
+        item.identifier: item.description for item in properties.PoseFitSettings.bl_rna.properties["preset"].enum_items
+    }
+    assert "published method" in presets["paper"] and "Recommended" in presets["fast"]
+    for op in ("import_body", "fit", "fit_frames", "reset_pose", "apply_shape", "save_fit", "export_body"):
+        rna = getattr(bpy.ops.posefit, op).get_rna_type()
+        assert len(rna.description) > 20, op
+        for prop in rna.properties:
+            if prop.identifier != "rna_type" and not prop.is_hidden:
+                assert prop.description, (op, prop.identifier)
+
+
+def test_renderer_preference_offers_only_installed_renderers(ext, monkeypatch):
+    import importlib.util
+
+    properties = sys.modules[f"{MODULE}.addon.properties"]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        properties.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("pyredner", "mitsuba") else real(name, *a),
+    )
+    assert [item[0] for item in properties.renderer_items()] == ["raster"]
+    reasons = properties.missing_renderers()
+    assert len(reasons) == 2 and "Mitsuba 3 is not in Blender's Python" in reasons[0] and "pyredner" in reasons[1]
+    from types import SimpleNamespace
+
+    assert properties.chosen_renderer(SimpleNamespace(renderer="mitsuba")) == "raster"
+    monkeypatch.setattr(properties.importlib.util, "find_spec", lambda name, *a: object())
+    assert [item[0] for item in properties.renderer_items()] == ["raster", "mitsuba", "redner"]
+    assert properties.missing_renderers() == []
+    assert properties.chosen_renderer(SimpleNamespace(renderer="mitsuba")) == "mitsuba"
+
+
+def test_errors_name_panel_fields_not_command_line_flags(ext, tmp_path):
+    messages = sys.modules[f"{MODULE}.addon.messages"]
+    _clear_scene()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "male", "", ""
+    try:
+        for folder in ("", str(tmp_path)):  # unset, and a folder without the model files
+            prefs.smplx_folder = folder
+            with pytest.raises(RuntimeError) as info:
+                bpy.ops.posefit.import_body()
+            text = str(info.value)
+            assert "'SMPL-X model folder' preference" in text and messages.unknown_flags(text) == [], text
+        assert (
+            messages.panel_words("use --mask-from-alpha or --mask m.png")
+            == "use 'Mask from alpha' or 'Person mask' m.png"
+        )
+    finally:
+        settings.model, prefs.smplx_folder = "anny", ""
+
+
+def test_free_body_cache_goes_to_the_extension_user_folder(ext, monkeypatch):
+    first_use = sys.modules[f"{MODULE}.addon.first_use"]
+    for name in first_use.ENV_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    folder = first_use.use_extension_cache_folder(MODULE)
+    try:
+        user_root = pathlib.Path(os.environ["BLENDER_USER_RESOURCES"]).resolve()
+        assert folder is not None and pathlib.Path(folder).resolve().is_relative_to(user_root)
+        assert pathlib.Path(folder).parts[-2:] == ("posefit", "cache") and pathlib.Path(folder).is_dir()
+        from posecore.bodies.anny_body import anny_cache_dir
+
+        assert anny_cache_dir() == pathlib.Path(folder) / "anny"
+    finally:
+        first_use.forget_extension_cache_folder()
+    assert "POSEFIT_CACHE_DIR" not in os.environ
+    assert first_use.use_extension_cache_folder("posefit_checkout") is None  # not an extension: left alone
+    monkeypatch.setenv("ANNY_CACHE_DIR", "/somewhere/else")
+    assert first_use.use_extension_cache_folder(MODULE) is None and "POSEFIT_CACHE_DIR" not in os.environ
+
+
+def test_background_task_reports_the_free_body_steps(ext, anny):
+    """The thread Import Body uses on first use: anny's own log reaches the status line; errors are kept."""
+    import anny as anny_package
+
+    from posecore.bodies import anny_cache
+
+    first_use = sys.modules[f"{MODULE}.addon.first_use"]
+    steps = []
+
+    def load():  # what AnnyBody does (the process's AnnyBody exists already, so it would not load again)
+        with anny_cache.fast_build():
+            steps.append(anny_package.Anny())
+
+    task = first_use.BackgroundTask(load, "preparing the free body")
+    task.wait(120)
+    assert task.done and task.error is None and len(steps) == 1
+    assert task.step == "loading the cached model"  # the machine's cache exists: anny loads it
+    assert task.status_text().startswith("PoseFit: preparing the free body (first use only): loading the cached")
+
+    def fail():
+        raise OSError("disk full")
+
+    failing = first_use.BackgroundTask(fail, "preparing the free body")
+    failing.wait(10)
+    assert failing.done and isinstance(failing.error, OSError)
+
+
+def test_smplify_x_default_result_imports_with_the_vposer_preference(ext, synthetic_smplx_dir, tmp_path):
+    """SMPLify-X's default result (VPoser code, 12 PCA hands) through Import Body: without the 'VPoser folder'
+    preference the panel names the preference (not a CLI flag); with it the armature holds the decoded pose."""
+    import pickle
+
+    from posecore.bodies.synthetic_vposer import random_decoder, write_vposer_v1
+
+    scene_io, _ = ext
+    _clear_scene()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.smplx_folder, prefs.vposer_folder = str(synthetic_smplx_dir), ""
+    decoder = random_decoder("v1", seed=9)
+    folder = write_vposer_v1(tmp_path, decoder)
+    code = 0.5 * torch.randn(1, 32, generator=torch.Generator().manual_seed(2))
+    result = {
+        "camera_rotation": np.eye(3, dtype=np.float32)[None],
+        "camera_translation": np.array([[0.0, 0.3, 12.0]], np.float32),
+        "betas": np.zeros((1, 10), np.float32),
+        "global_orient": np.array([[np.pi, 0.0, 0.0]], np.float32),
+        "body_pose": code.numpy().astype(np.float32),
+        "left_hand_pose": np.zeros((1, 12), np.float32),
+        "right_hand_pose": np.zeros((1, 12), np.float32),
+    }
+    with open(tmp_path / "000.pkl", "wb") as f:
+        pickle.dump(result, f, protocol=2)
+    settings = bpy.context.scene.posefit
+    settings.model, settings.gender, settings.target_path = "smplx", "neutral", ""
+    settings.init_path, settings.init_frame = str(tmp_path / "000.pkl"), 0
+    with pytest.raises(RuntimeError) as info:  # the operator reports an error
+        bpy.ops.posefit.import_body()
+    message = str(info.value)
+    assert "000.pkl" in message and "'VPoser folder' preference" in message and "--vposer" not in message
+    prefs.vposer_folder = str(folder)
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    rig = scene_io.get_rig(spec, body, torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    params = scene_io.body_params(arm, body, rig)
+    decoded = decoder.decode(code[0])
+    got = params.rotations[1:22]
+    angle = rotation_angle_between(axis_angle_to_matrix(got), axis_angle_to_matrix(decoded))
+    assert float(angle.max()) < 1e-3  # radians
+    prefs.vposer_folder = ""

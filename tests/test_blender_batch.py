@@ -26,8 +26,8 @@ except Exception as exc:  # ImportError, or missing system libraries (OSError)
 
 import addon_utils
 from blender_support import clear_scene as _clear_scene
+from blender_support import fcurves as _fcurves
 from blender_support import raise_error as _raise
-from bpy_extras import anim_utils
 
 from posecore import rig as rigmath
 from posecore.demo import JUDO_POSE, pose_from_table
@@ -129,8 +129,7 @@ def _batch(*args: str) -> subprocess.CompletedProcess:
 
 
 def _keyed_frames(arm, data_path: str) -> list[float]:
-    bag = anim_utils.action_get_channelbag_for_slot(arm.animation_data.action, arm.animation_data.action_slot)
-    curves = [fc for fc in bag.fcurves if fc.data_path == data_path]
+    curves = [fc for fc in _fcurves(arm) if fc.data_path == data_path]
     assert len(curves) == 4, data_path  # w, x, y, z
     return [k.co[0] for k in curves[0].keyframe_points]
 
@@ -161,12 +160,16 @@ def _encode_movie(images: list[pathlib.Path], path: pathlib.Path, size: int) -> 
     try:
         encode.render.resolution_x = encode.render.resolution_y = size
         encode.render.resolution_percentage = 100
-        strip = encode.sequence_editor_create().strips.new_image("frames", str(images[0]), 1, 1)
+        editor = encode.sequence_editor_create()
+        strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # 4.2/4.3: sequences
+        strip = strips.new_image("frames", str(images[0]), 1, 1)
         for image in images[1:]:
             strip.elements.append(image.name)
         encode.frame_start, encode.frame_end = 1, len(images)
         settings = encode.render.image_settings
-        settings.media_type, settings.file_format, settings.color_mode = "VIDEO", "FFMPEG", "RGB"
+        if hasattr(settings, "media_type"):  # Blender 5.0+
+            settings.media_type = "VIDEO"
+        settings.file_format, settings.color_mode = "FFMPEG", "RGB"
         encode.render.ffmpeg.format, encode.render.ffmpeg.codec = "MKV", "FFV1"
         encode.view_settings.view_transform = "Standard"
         encode.render.filepath = str(path)
@@ -279,8 +282,7 @@ def test_batch_fits_keyframes_and_writes_results(scene, anny):
     scene_io = scene["scene_io"]
     arm, _mesh = scene_io.find_body_objects(bpy.context)
     assert _keyed_frames(arm, 'pose.bones["upperarm01.L"].rotation_quaternion') == [1.0, 2.0, 3.0]
-    bag = anim_utils.action_get_channelbag_for_slot(arm.animation_data.action, arm.animation_data.action_slot)
-    assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in {fc.data_path for fc in bag.fcurves}
+    assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in {fc.data_path for fc in _fcurves(arm)}
     rig = scene["rig"]
     for frame in FRAMES:
         bpy.context.scene.frame_set(frame)
@@ -291,3 +293,38 @@ def test_batch_fits_keyframes_and_writes_results(scene, anny):
         before, after = _arm_error_deg(anny, scene["initial"].rotations, truth), _arm_error_deg(anny, rotations, truth)
         print(f"frame {frame}: left-arm error {before:.1f} -> {after:.1f} degrees")
         assert after < 0.7 * before
+
+
+def test_batch_unregisters_the_checkout_before_it_returns(scene):
+    """The batch registers the checkout as an add-on module when no PoseFit extension is enabled; it must
+    unregister it again (Blender 4.2 segfaulted and 4.5 hung at exit otherwise), after success and after bad
+    input alike. Run in a fresh process (no extension enabled there)."""
+    probe = f"""
+import runpy, sys, bpy
+batch = runpy.run_path({str(BATCH)!r}, run_name="posefit_batch_probe")
+codes = [
+    batch["main"](["batch.py", {str(scene["empty_blend"])!r}, "--frames", "1"]),
+    batch["main"](["batch.py", {str(scene["blend"])!r}, "--frames", "1", "--iterations", "1",
+                   "--save-as", {str(scene["tmp"] / "probe.blend")!r}]),
+]
+left = [name for name in sys.modules if name.startswith("posefit_checkout")]
+print("RESULT", codes, hasattr(bpy.types.Scene, "posefit"), hasattr(bpy.types, "POSEFIT_PT_main"), left)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=REPO, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    assert result == "RESULT [2, 0] False False []", proc.stdout + proc.stderr
+
+
+def test_batch_mask_options_reach_the_scene_settings(scene):
+    batch = importlib.import_module(f"{MODULE}.addon.batch")
+    settings = bpy.context.scene.posefit
+    try:
+        args = batch.build_parser().parse_args(["x.blend", "--mask", "masks/mask_####.png", "--mask-from-alpha"])
+        batch.apply_overrides(settings, args)
+        assert settings.mask_path == str(pathlib.Path("masks/mask_####.png").resolve())
+        assert settings.mask_from_alpha
+    finally:
+        settings.mask_path, settings.mask_from_alpha = "", False

@@ -1,10 +1,10 @@
-"""Linear blend skinning: the dense product against the per-vertex definition, and its gradients."""
+"""Linear blend skinning: the dense and sparse products against the per-vertex definition, and their gradients."""
 
 from __future__ import annotations
 
 import torch
 
-from posecore.bodies.skinning import linear_blend_skinning
+from posecore.bodies.skinning import SparseSkinningWeights, linear_blend_skinning
 from posecore.rotations import axis_angle_to_matrix
 
 
@@ -45,3 +45,38 @@ def test_gradients_match_finite_differences() -> None:
     transforms.requires_grad_(True)
     rest.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda t, r: linear_blend_skinning(weights, t, r), (transforms, rest))
+
+
+def test_sparse_weights_give_the_dense_result_and_finite_difference_gradients() -> None:
+    weights, transforms, rest = random_rig(num_vertices=40, num_joints=6, bones_per_vertex=2)
+    sparse = SparseSkinningWeights(weights)
+    expected = linear_blend_skinning(weights, transforms, rest)
+    assert torch.allclose(linear_blend_skinning(sparse, transforms, rest), expected, atol=1e-12)
+    small, t_small, r_small = random_rig(num_vertices=12, num_joints=4, bones_per_vertex=2, seed=1)
+    sparse_small = SparseSkinningWeights(small)
+    t_small.requires_grad_(True)
+    r_small.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t, r: linear_blend_skinning(sparse_small, t, r), (t_small, r_small))
+
+
+def test_anny_poses_the_same_with_sparse_and_dense_weights(anny) -> None:
+    from posecore.demo import JUDO_POSE, pose_from_table
+
+    params = anny.default_params()
+    params.rotations = pose_from_table(anny, JUDO_POSE).requires_grad_(True)
+    posed = anny(params)  # sparse weights
+    rest = anny._rest_model(params.shape)["rest_vertices"][0]
+    dense = linear_blend_skinning(anny.skinning_weights, _anny_transforms(anny, params), rest) + params.translation
+    assert torch.allclose(posed.vertices, dense, atol=1e-5)
+    g = torch.randn_like(posed.vertices)
+    (grad_sparse,) = torch.autograd.grad((posed.vertices * g).sum(), params.rotations)
+    (grad_dense,) = torch.autograd.grad((dense * g).sum(), params.rotations)
+    assert torch.allclose(grad_sparse, grad_dense, rtol=1e-4, atol=1e-4)
+
+
+def _anny_transforms(anny, params) -> torch.Tensor:
+    """(J, 4, 4) Anny's rest-to-posed bone transforms for ``params`` (as AnnyBody.forward computes them)."""
+    rest = anny._rest_model(params.shape)
+    delta = torch.eye(4).repeat(1, anny.num_joints, 1, 1).clone()
+    delta[0, :, :3, :3] = axis_angle_to_matrix(params.rotations)
+    return anny._model.get_bone_transforms(delta, rest["rest_bone_poses"])[0][0]

@@ -17,7 +17,7 @@ from posecore.io.atomic import (
     atomic_write_text,
     save_npz_atomic,
 )
-from posecore.io.images import load_image, load_image_alpha, load_mask, save_image
+from posecore.io.images import image_size, load_image, load_image_alpha, load_mask, same_aspect, save_image
 
 
 def gradient_rgb(width: int = 8, height: int = 6) -> np.ndarray:
@@ -74,6 +74,29 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     Image.fromarray(mask).save(tmp_path / "mask.png", exif=exif)
     m = load_mask(tmp_path / "mask.png")
     assert tuple(m.shape) == (8, 6) and m[0, 5] == 1.0 and m.sum() == 1.0
+
+
+def test_image_size_is_the_displayed_size(tmp_path: Path) -> None:
+    """The header's size, turned by the EXIF orientation like load_image turns the pixels."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(gradient_rgb(8, 6)).save(tmp_path / "phone.png", exif=exif)
+    Image.fromarray(gradient_rgb(8, 6)).save(tmp_path / "plain.png")
+    assert image_size(tmp_path / "phone.png") == (6, 8) == tuple(load_image(tmp_path / "phone.png").shape[1::-1])
+    assert image_size(tmp_path / "plain.png") == (8, 6)
+    with pytest.raises(InputFileError, match="file not found"):
+        image_size(tmp_path / "none.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputFileError, match=r"bad\.png"):
+        image_size(tmp_path / "bad.png")
+
+
+def test_same_aspect_allows_rounding_only() -> None:
+    assert same_aspect((1200, 800), (600, 400)) and same_aspect((1001, 750), (512, 384))
+    assert same_aspect((1920, 1080), (1280, 720)) and same_aspect((333, 500), (512, 769))
+    assert not same_aspect((1200, 800), (512, 512))
+    assert not same_aspect((1080, 1920), (1920, 1080))
+    assert not same_aspect((1000, 750), (512, 380))  # 4 px off at this size: a visible stretch
 
 
 def test_missing_and_corrupt_images(tmp_path: Path) -> None:

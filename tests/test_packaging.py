@@ -1,7 +1,8 @@
 """The packaged extension: ``scripts/package_extension.py`` builds a linux-x64 zip that Blender installs and runs.
 
-The packaging script runs on a copy of the checkout in a temp dir (so the checkout's manifest is untouched),
-reusing wheels already in the repository's ``wheels/`` (and leaving newly downloaded ones there for next time).
+The packaging script runs on a copy of the checkout in a temp dir (downloads land in the copy's ``wheels/``), reusing
+wheels already in the repository's ``wheels/`` (and leaving newly downloaded ones there for next time). Building
+must change no file of that copy, and a second build must give a zip with the same entries and bytes.
 The zip is then installed with ``bpy.ops.extensions.package_install_files`` into a fresh Blender user folder,
 and a second, fresh process (as Blender would start next time) enables it and imports torch, anny, smplx ...
 from the wheels Blender extracted, and posecore from the installed extension. Each Blender step runs in its
@@ -42,11 +43,8 @@ def built(tmp_path_factory) -> dict[str, pathlib.Path]:
     source = root / "src"
     shutil.copytree(REPO, source, ignore=_IGNORE)
     cache = REPO / "wheels"
-    result = subprocess.run(
-        [sys.executable, str(source / "scripts" / "package_extension.py"), "--platform", "linux-x64",
-         "--out", str(root / "dist"), "--source-dir", str(source), "--wheel-cache", str(cache)],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+    before = _tree_digest(source)
+    result = _package(source, root / "dist", cache)
     assert result.returncode == 0, result.stdout + result.stderr
     zips = sorted((root / "dist").glob("*.zip"))
     assert len(zips) == 1, result.stdout
@@ -54,7 +52,53 @@ def built(tmp_path_factory) -> dict[str, pathlib.Path]:
     for wheel in (source / "wheels").glob("*.whl"):  # keep new downloads for the next run
         if not (cache / wheel.name).exists():
             shutil.copy2(wheel, cache / wheel.name)
-    return {"source": source, "zip": zips[0], "root": root}
+    return {"source": source, "zip": zips[0], "root": root, "before": before, "after": _tree_digest(source)}
+
+
+def _package(source: pathlib.Path, out: pathlib.Path, cache: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(source / "scripts" / "package_extension.py"), "--platform", "linux-x64",
+         "--out", str(out), "--source-dir", str(source), "--wheel-cache", str(cache)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+
+
+def _tree_digest(root: pathlib.Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` except the wheel cache (``wheels/``, ignored by git)."""
+    import hashlib
+
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).parts[0] != "wheels" and "__pycache__" not in path.parts
+    }
+
+
+def _zip_content(path: pathlib.Path) -> list[tuple]:
+    """Every entry of a zip, in order: name, bytes, compression, attributes (not its timestamp)."""
+    with zipfile.ZipFile(path) as archive:
+        return [(i.filename, archive.read(i), i.compress_type, i.external_attr) for i in archive.infolist()]
+
+
+def test_building_changes_no_source_file_and_uses_the_lock_list(built):
+    assert built["after"] == built["before"]  # the manifest included: the wheels go into a staging copy only
+    lock = (REPO / "scripts" / "extension_wheels.lock").read_text().split("[linux-x64]")[1].split()
+    with zipfile.ZipFile(built["zip"]) as archive:
+        import tomllib
+
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
+    assert [w.removeprefix("./wheels/") for w in manifest["wheels"]] == sorted(lock, key=str.lower)
+
+
+def test_zip_built_twice_is_identical_apart_from_timestamps(built):
+    again = _package(built["source"], built["root"] / "dist-again", built["source"] / "wheels")
+    assert again.returncode == 0, again.stdout + again.stderr
+    second = sorted((built["root"] / "dist-again").glob("*.zip"))
+    assert len(second) == 1 and second[0].name == built["zip"].name
+    first_entries, second_entries = _zip_content(built["zip"]), _zip_content(second[0])
+    assert [e[0] for e in first_entries] == [e[0] for e in second_entries]
+    assert first_entries == second_entries
+    assert not list((built["root"] / "dist-again").glob(".staging-*"))  # the staging copy is gone
 
 
 def _blender(script: str, user_resources: pathlib.Path, *args: str) -> dict:

@@ -6,18 +6,30 @@ The benchmark scene set is made by ``scripts/make_benchmark_scenes.py`` (it rend
 import importlib
 import sys
 
-COMMANDS = {"speed": "posecore.bench.speed", "accuracy": "posecore.bench.accuracy"}
+COMMANDS = {
+    "speed": ("posecore.bench.speed", "renderer time per iteration, whole-fit time per preset, frames per hour"),
+    "accuracy": ("posecore.bench.accuracy", "MPJPE / image error on the benchmark scene set"),
+    "batch": ("posecore.bench.batch", "batch throughput: serial, local Ray 1/2 workers, a 2-node Ray cluster"),
+    "smoothing": ("posecore.bench.smoothing", "MPJPE / acceleration error with and without temporal smoothing"),
+}
 
 
-def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(
-            f"usage: python -m posecore.bench {{{','.join(COMMANDS)}}} [options]\n"
-            "(scene set: python scripts/make_benchmark_scenes.py --out DIR)",
-            file=sys.stderr,
-        )
+def usage() -> str:
+    lines = [f"usage: python -m posecore.bench {{{','.join(COMMANDS)}}} [options]", "", "commands:"]
+    lines += [f"  {name:10s} {about}" for name, (_module, about) in COMMANDS.items()]
+    lines += ["", "python -m posecore.bench COMMAND --help: that command's options",
+              "(scene set: python scripts/make_benchmark_scenes.py --out DIR)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr)
         return 2
-    return importlib.import_module(COMMANDS[sys.argv[1]]).main(sys.argv[2:])
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 
-sys.exit(main())
+sys.exit(main(sys.argv[1:]))

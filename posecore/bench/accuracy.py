@@ -179,6 +179,7 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
         "size": scene.camera.width,
         "kind": scene_kind(scene.record),
         "iterations": last.iteration,
+        "iteration_cap": preset.iterations,
         "best_iteration": last.best_iteration,
         "seconds": round(last.elapsed_s, 3),
         "seconds_per_iteration": round(last.elapsed_s / max(1, last.iteration), 4),
@@ -350,11 +351,11 @@ def _arrow(rows: list[dict], key: str, digits: int = 1) -> str:
 
 
 Group = tuple[str, str, int]
-"""(backend, preset, iterations): the rows averaged together."""
+"""(backend, preset, iteration cap): the rows averaged together (a preset that stops early runs fewer)."""
 
 
 def group_key(row: dict) -> Group:
-    return row["backend"], row["preset"], int(row["iterations"])
+    return row["backend"], row["preset"], int(row.get("iteration_cap", row["iterations"]))
 
 
 def group_stem(key: Group) -> str:
@@ -378,8 +379,10 @@ def _average_table(groups: dict[Group, list[dict]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for (backend, preset, iterations), rows in groups.items():
+        ran = np.mean([r["iterations"] for r in rows])
+        shown = f"{iterations}" if ran == iterations else f"{iterations} (ran {ran:.0f})"
         lines.append(
-            f"| {backend} | {preset} | {len(rows)} | {iterations} | {_arrow(rows, 'mpjpe_mm')} "
+            f"| {backend} | {preset} | {len(rows)} | {shown} | {_arrow(rows, 'mpjpe_mm')} "
             f"| {_arrow(rows, 'pa_mpjpe_mm')} | {_arrow(rows, 'image_error_percent', 2)} "
             f"| {np.mean([r['seconds_per_iteration'] for r in rows]):.3f} "
             f"| {np.mean([r['seconds'] for r in rows]):.1f} |"

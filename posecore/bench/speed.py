@@ -1,7 +1,11 @@
-"""Speed benchmark: forward and backward time per iteration of each renderer backend, and a whole fit.
+"""Speed benchmark: forward and backward time per iteration of each renderer backend, and whole fits.
 
     python -m posecore.bench speed [--backends raster,mitsuba,redner] [--sizes 128,256,512]
                                    [--threads 1,all] [--repeats 7] [--markdown docs/speed.md]
+                                   [--fit-iterations 200] [--fit-presets fast,paper] [--fit-part left_arm]
+
+Whole fits: the demo (Anny, 256 px, 1 thread) with each preset, capped at ``--fit-iterations`` steps (a
+preset may stop earlier), and a selective fit of one part; wall and CPU time, frames per hour per core, MPJPE.
 
 For each backend, mesh (the free Anny body, 27,420 triangles; an SMPL-X-sized icosphere, 20,480 triangles),
 image size and thread count: the median and the spread (min-max) of ``repeats`` timed runs after two warm-up
@@ -133,21 +137,69 @@ def run_speed(backends: list[str], sizes: list[int], threads: list[int], repeats
     return rows, skipped
 
 
-def fit_seconds(backend: str, iterations: int = 200, size: int = 256) -> float:
-    """Wall time of a whole demo fit with ``backend`` (the fast preset, ``iterations`` steps)."""
+@dataclass
+class FitTiming:
+    """One whole demo fit: wall and CPU seconds, the steps it took (early stops end before the cap)."""
+
+    backend: str
+    preset: str
+    part: str | None
+    iterations: int
+    seconds: float
+    cpu_seconds: float
+    mpjpe_mm: float
+
+    @property
+    def frames_per_hour_per_core(self) -> float:
+        """Frames one core fits per hour at this cost (CPU time, so a loaded machine does not distort it)."""
+        return 3600.0 / self.cpu_seconds
+
+
+def fit_timing(backend: str, preset: str = "fast", iterations: int = 200, size: int = 256,
+               part: str | None = None, body=None) -> FitTiming:  # fmt: skip
+    """Time a whole demo fit (Anny, ``size`` px) with ``backend`` and ``preset`` capped at ``iterations`` steps.
+
+    ``part``: a selective fit of that part (only its joints move, only its region counts).
+    """
     from posecore.bodies.anny_body import AnnyBody
     from posecore.demo import make_demo_case
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
     from posecore.fitting.presets import get_preset
+    from posecore.metrics import mpjpe_mm
 
-    body = AnnyBody()
+    body = body or AnnyBody()
     case = make_demo_case(body, size=size)
-    fitter = PoseFitter(FitProblem(body, case.initial, case.target, Look(case.camera), get_renderer(backend)),
-                        get_preset("fast").with_overrides(iterations=iterations))  # fmt: skip
-    start = time.perf_counter()
-    fitter.run()
-    return time.perf_counter() - start
+    problem = FitProblem(body, case.initial, case.target, Look(case.camera, part=part), get_renderer(backend))
+    fitter = PoseFitter(problem, get_preset(preset).with_overrides(iterations=iterations))
+    start, cpu = time.perf_counter(), time.process_time()
+    states = fitter.run()
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    joints = body.body_joint_indices
+    with torch.no_grad():
+        error = mpjpe_mm(body(states[-1].params).joints[joints], body(case.truth).joints[joints])
+    return FitTiming(backend, preset, part, states[-1].iteration, seconds, cpu_seconds, error)
+
+
+def fit_seconds(backend: str, iterations: int = 200, size: int = 256) -> float:
+    """Wall time of a whole demo fit with ``backend`` (the fast preset, at most ``iterations`` steps)."""
+    return fit_timing(backend, "fast", iterations, size).seconds
+
+
+def fit_table(timings: list[FitTiming], cap: int) -> str:
+    """Whole-fit timings as a markdown table."""
+    lines = [
+        f"| backend | preset | fit | iterations (cap {cap}) | seconds | CPU seconds | ms/iteration | frames/hour/core "
+        "| MPJPE mm |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t.backend} | {t.preset} | {t.part or 'whole body'} | {t.iterations} | {t.seconds:.2f} "
+            f"| {t.cpu_seconds:.2f} | {1000 * t.cpu_seconds / max(1, t.iterations):.1f} "
+            f"| {t.frames_per_hour_per_core:.0f} | {t.mpjpe_mm:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def markdown_table(rows: list[SpeedRow], skipped: dict[str, str]) -> str:
@@ -206,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="128,256,512")
     parser.add_argument("--threads", default="1,all", help="comma list of thread counts; 'all' = every core")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--fit-iterations", type=int, default=200, help="0 skips the whole-fit timing")
+    parser.add_argument("--fit-iterations", type=int, default=200, help="cap of whole fits; 0 skips them")
+    parser.add_argument("--fit-presets", default="fast,paper", help="presets of the whole-fit timings")
+    parser.add_argument("--fit-part", default="left_arm", help="also time a selective fit of this part ('' = no)")
     parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
     parser.add_argument("--fit-only", action="store_true", help="only time whole fits (no per-size table)")
     args = parser.parse_args(argv)
@@ -223,21 +277,24 @@ def main(argv: list[str] | None = None) -> int:
         rows, skipped = run_speed(args.backends.split(","), [int(s) for s in args.sizes.split(",")], threads,
                                   args.repeats, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
         table = markdown_table(rows, skipped)
-    fits = []
+    timings: list[FitTiming] = []
     if args.fit_iterations > 0:
+        from posecore.bodies.anny_body import AnnyBody
+
         torch.set_num_threads(1)
+        body = AnnyBody()
+        presets = args.fit_presets.split(",")
         for backend in args.backends.split(","):
             if backend in skipped:
                 continue
-            seconds = fit_seconds(backend, args.fit_iterations)
-            fits.append(
-                f"| {backend} | {args.fit_iterations} | {seconds:.1f} | {1000 * seconds / args.fit_iterations:.0f} |"
-            )
+            for preset in presets:
+                timings.append(fit_timing(backend, preset, args.fit_iterations, body=body))
+            if args.fit_part:
+                timings.append(fit_timing(backend, presets[0], args.fit_iterations, part=args.fit_part, body=body))
     text = f"Machine: {machine_line()}\n\n{table}\n"
-    if fits:
-        text += "\nWhole demo fit (Anny, 256x256, fast preset, 1 thread):\n\n"
-        text += "| backend | iterations | seconds | ms/iteration |\n|---|---|---|---|\n"
-        text += "\n".join(fits) + "\n"
+    if timings:
+        text += "\nWhole demo fit (Anny, 256x256, 1 thread; frames/hour/core from CPU time):\n\n"
+        text += fit_table(timings, args.fit_iterations) + "\n"
     print(text)
     if args.markdown:
         from pathlib import Path

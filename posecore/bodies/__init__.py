@@ -13,8 +13,7 @@ from posecore.errors import ParameterError, shorten
 __all__ = ["BodyModel", "BodyOutput", "BodyParams", "decode_vposer_init", "load_body_model", "params_from_init"]
 
 VPOSER_HINT = (
-    "give your VPoser folder (--vposer DIR, or the VPoser folder in the Blender preferences: vposer_v1_0/ as "
-    "SMPLify-X's vposer_ckpt, or V02_05/) to decode it"
+    "give your VPoser folder with --vposer DIR (vposer_v1_0/, SMPLify-X's vposer_ckpt, or V02_05/) to decode it"
 )
 
 

@@ -5,8 +5,9 @@ Anny's frame is Z-up, the body facing -Y, metres, root joint at the origin. Pose
 head, like SMPL-X, so a (J, 3) axis-angle table drives it. Shape = Anny's phenotype values in [0, 1]
 (gender, age, muscle, weight, height, proportions), 0.5 = average.
 
-The first instantiation of Anny builds a cache of about 800 MB that takes minutes (once per machine);
-:func:`anny_cache_dir` decides where it lives.
+The first instantiation of Anny builds its model data once per machine and caches it (about 50 MB, built by
+:mod:`posecore.bodies.anny_cache`; anny alone writes 790 MB and takes minutes); :func:`anny_cache_dir`
+decides where it lives.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pathlib
 import torch
 
 from posecore.bodies.base import BodyModel, BodyOutput, BodyParams
-from posecore.bodies.skinning import linear_blend_skinning
+from posecore.bodies.skinning import SparseSkinningWeights, linear_blend_skinning
 from posecore.errors import BackendUnavailableError
 from posecore.rotations import axis_angle_to_matrix
 
@@ -91,6 +92,9 @@ def _load_anny_module():
         return _MODEL_CACHE["anny"]
     cache = anny_cache_dir()
     os.environ.setdefault("ANNY_CACHE_DIR", str(cache))
+    from posecore.bodies.warp_setup import init_warp_quietly
+
+    init_warp_quietly()  # before anny imports warp: no CUDA-driver warning on machines without one
     try:
         import anny
         import anny.paths
@@ -100,7 +104,10 @@ def _load_anny_module():
         ) from exc
     anny.paths.set_anny_cache_path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    model = anny.Anny()  # minutes the first time on a machine (builds the cache), then under a second
+    from posecore.bodies import anny_cache
+
+    with anny_cache.fast_build():  # the first time on a machine: builds only the final model data, fast
+        model = anny.Anny()  # later: loads it in under a second
     model = model.to(torch.float32)
     _MODEL_CACHE["anny"] = model
     return model
@@ -171,6 +178,13 @@ class AnnyBody(BodyModel):
             "reference_orientations": reference.float(),
         }
 
+    def _sparse_weights(self) -> SparseSkinningWeights:
+        """The skinning weights as sparse matrices (built once, on the first pose; CPU)."""
+        sparse = getattr(self, "_sparse_skinning", None)
+        if sparse is None or sparse.shape != tuple(self.skinning_weights.shape):
+            sparse = self._sparse_skinning = SparseSkinningWeights(self.skinning_weights)
+        return sparse
+
     def forward(self, params: BodyParams) -> BodyOutput:
         """Pose Anny.
 
@@ -189,7 +203,7 @@ class AnnyBody(BodyModel):
         transforms, poses = self._model.get_bone_transforms(delta, rest["rest_bone_poses"])
         transforms = transforms[0]  # (J, 4, 4): rest -> posed
         rest_vertices = rest["rest_vertices"][0]
-        vertices = linear_blend_skinning(self.skinning_weights, transforms, rest_vertices)
+        vertices = linear_blend_skinning(self._sparse_weights(), transforms, rest_vertices)
         translation = params.translation.to(self.device)
         joints = poses[0, :, :3, 3] + translation
         return BodyOutput(vertices=vertices + translation, joints=joints, joint_rotations_world=poses[0, :, :3, :3])
@@ -207,19 +221,23 @@ def _main(argv: list[str] | None = None) -> int:
     if not args.ensure_cache:
         parser.print_help()
         return 0
+    from posecore.bodies import anny_cache
+
     cache = anny_cache_dir()
-    fresh = not (cache.exists() and any(cache.iterdir()))
+    fresh = not anny_cache.is_ready(cache)
     if fresh:
         print(
-            f"setup: building the Anny body model's cache in {cache} (once per machine; a few minutes)...",
-            file=sys.stderr,
-            flush=True,
+            f"setup: building the Anny body model's data in {cache} (once per machine)...", file=sys.stderr, flush=True
         )
     start = time.perf_counter()
     body = AnnyBody()
-    if fresh:
+    freed = anny_cache.prune(cache)  # intermediate files of an earlier plain anny build
+    if fresh or freed:
         print(
-            f"setup: Anny ready ({body.num_vertices} vertices) in {time.perf_counter() - start:.0f} s", file=sys.stderr
+            f"setup: Anny ready ({body.num_vertices} vertices) in {time.perf_counter() - start:.1f} s; cache "
+            f"{anny_cache.cache_size(cache) / 2**20:.0f} MiB in {cache}"
+            + (f" ({freed / 2**20:.0f} MiB of intermediate files removed)" if freed else ""),
+            file=sys.stderr,
         )
     return 0
 

@@ -12,6 +12,7 @@ the last iterate. ``FitState.best_iteration`` says which iteration that was.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from posecore.bodies.vposer import LATENT_DIM, VPoserDecoder
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
-from posecore.fitting.latent import LatentPose
+from posecore.fitting.latent import VPOSER_JOINTS, LatentPose
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -43,6 +44,30 @@ def fit_lighting() -> Lighting:
     30 mm); with this lighting the same fit improved (12 -> 8 mm).
     """
     return Lighting(ambient=torch.full((3,), 0.5), headlight=True, headlight_intensity=torch.full((3,), 0.5))
+
+
+@dataclass
+class _Resolution:
+    """What a fit compares at one resolution: camera, target (H, W, 3), crop weight (H, W), pyramid loss."""
+
+    camera: PinholeCamera
+    target: torch.Tensor
+    crop_weight: torch.Tensor
+    pyramid: PyramidL2 | None
+
+
+def _downsample(image: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+    """(H, W, C) -> (camera.height, camera.width, C), area-averaged (antialiased bilinear)."""
+    x = image.permute(2, 0, 1)[None]
+    y = torch.nn.functional.interpolate(x, size=(camera.height, camera.width), mode="bilinear", antialias=True)
+    return y[0].permute(1, 2, 0).contiguous()
+
+
+def _upsample(image: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+    """(h, w, C) -> (camera.height, camera.width, C), bilinear."""
+    x = image.permute(2, 0, 1)[None]
+    y = torch.nn.functional.interpolate(x, size=(camera.height, camera.width), mode="bilinear", align_corners=False)
+    return y[0].permute(1, 2, 0).contiguous()
 
 
 class FitDivergedError(PoseFitError):
@@ -157,7 +182,13 @@ class PoseFitter:
     def __init__(self, problem: FitProblem, preset: Preset) -> None:
         preset.validate()
         problem.validate()
-        if preset.latent_pose_when_available and problem.vposer is not None and "pose" in preset.optimise:
+        smplx_body = set(VPOSER_JOINTS) <= set(problem.body.joint_names)
+        if (
+            preset.latent_pose_when_available
+            and problem.vposer is not None
+            and smplx_body
+            and "pose" in preset.optimise
+        ):
             preset = preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
         self.problem = problem
         self.preset = preset
@@ -205,9 +236,17 @@ class PoseFitter:
         uv, depth = camera.project(vertices.detach())
         return rasterize(uv, depth, self.problem.body.faces, camera.width, camera.height, cull_backfaces=True)
 
-    def weight_for(self, output: RenderOutput, vertices: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
-        """(H, W) pixels counted by the image loss: crop x person mask x (the part's region if selective)."""
-        weight = self.crop_weight
+    def weight_for(
+        self,
+        output: RenderOutput,
+        vertices: torch.Tensor,
+        camera: PinholeCamera,
+        crop_weight: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(H, W) pixels counted by the image loss: crop x (the part's region if selective).
+
+        ``crop_weight``: the crop at the camera's resolution (default: the fit's own, :attr:`crop_weight`)."""
+        weight = self.crop_weight if crop_weight is None else crop_weight
         if self.look_faces is not None and not self.problem.look.render_part_only:
             region = self.problem.look.part_region(self.face_index(output, vertices, camera), self.look_faces)
             weight = weight * region
@@ -278,23 +317,31 @@ class PoseFitter:
             optimizers.append(self._optimizer(groups_pose))
         if alpha.requires_grad:
             optimizers.append(self._optimizer([{"params": [alpha], "lr": preset.camera_lr}]))
-        pyramid = PyramidL2(self.target, preset.pyramid_levels) if preset.pyramid_levels > 1 else None
+        fine = self._resolution(1.0)
+        coarse_until = round(preset.coarse_fraction * preset.iterations) if preset.coarse_fraction > 0 else 0
+        coarse = self._resolution(preset.coarse_scale) if coarse_until > 1 and preset.coarse_scale < 1 else None
 
         best: FitState | None = None
+        stale = 0  # full-resolution iterations since the best objective last improved by min_improvement
         for iteration in range(preset.iterations + 1):
-            final = iteration == preset.iterations
+            final = iteration == preset.iterations or (
+                preset.patience > 0
+                and iteration > max(coarse_until, preset.min_iterations)
+                and stale >= preset.patience
+            )
+            level = coarse if coarse is not None and 0 < iteration < coarse_until else fine
             free_rows = pose_var if latent is None else latent.apply(pose_var, exact_start=iteration == 0)
             rotations = base.index_put((free,), free_rows)
             params = BodyParams(rotations, extra["translation"], extra["shape"], extra["expression"])
-            camera = orbit_camera(p.look.camera, alpha, self.pivot)
+            camera = orbit_camera(level.camera, alpha, self.pivot)
             with torch.set_grad_enabled(not final):
                 posed = body(params)
                 output = p.renderer.render(self.scene(posed.vertices, camera))
-                weight = self.weight_for(output, posed.vertices, camera)
-                if pyramid is not None:
-                    image_loss = pyramid(output.image, weight)
+                weight = self.weight_for(output, posed.vertices, camera, level.crop_weight)
+                if level.pyramid is not None:
+                    image_loss = level.pyramid(output.image, weight)
                 else:
-                    image_loss = image_l2(output.image, self.target, weight, preset.loss_reduction)
+                    image_loss = image_l2(output.image, level.target, weight, preset.loss_reduction)
                     if preset.loss_reduction == "sum" and preset.reference_size:
                         image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
@@ -306,6 +353,10 @@ class PoseFitter:
                     f"the loss became {float(loss.detach())} at iteration {iteration}; lower the learning rate "
                     f"(preset {preset.name!r})"
                 )
+            render, weight = output.image.detach().clamp(0, 1), weight.detach()
+            if level is not fine:  # states always show the full resolution
+                camera = orbit_camera(fine.camera, alpha, self.pivot)
+                render, weight = _upsample(render, fine.camera), _upsample(weight[..., None], fine.camera)[..., 0]
             state = FitState(
                 iteration=iteration,
                 loss=float(loss.detach()),
@@ -314,14 +365,19 @@ class PoseFitter:
                 params=params.clone(),
                 camera_angle=alpha.detach().clone(),
                 camera=camera.detached(),
-                render=output.image.detach().clamp(0, 1),
-                weight=weight.detach(),
+                render=render,
+                weight=weight,
                 elapsed_s=time.perf_counter() - start,
                 final=final,
                 last_loss=float(loss.detach()),
             )
-            if best is None or state.loss < best.loss:
-                best = state
+            if level is fine:  # objectives at other resolutions are not comparable
+                if best is None or state.loss < best.loss * (1 - preset.min_improvement):
+                    stale = 0
+                else:
+                    stale += 1
+                if best is None or state.loss < best.loss:
+                    best = state
             state.best_iteration = best.iteration
             if final and best is not state:
                 state = replace(best, iteration=iteration, final=True, best_iteration=best.iteration,
@@ -333,6 +389,21 @@ class PoseFitter:
                 for opt in optimizers:
                     opt.step()
             yield state
+            if final:
+                return
+
+    def _resolution(self, scale: float) -> _Resolution:
+        """The camera, target, crop weight and image-pyramid loss at ``scale`` times the fit's resolution."""
+        preset, camera = self.preset, self.problem.look.camera
+        target, crop = self.target, self.crop_weight
+        levels = preset.pyramid_levels
+        if scale < 1.0:
+            camera = camera.scaled(scale)
+            target = _downsample(target, camera)
+            crop = _downsample(crop[..., None], camera)[..., 0]
+            levels = max(1, levels - round(math.log2(1 / scale)))
+        pyramid = PyramidL2(target, levels) if preset.pyramid_levels > 1 else None
+        return _Resolution(camera, target, crop, pyramid)
 
     def run(self, callback=None) -> list[FitState]:
         """Run to the end; returns every state (the last one is the result: the best parameters seen).

@@ -34,6 +34,14 @@ class Preset:
             published step sizes mean the same at any resolution; 0 = the raw sum.
         latent_pose_when_available: optimise theta_b as VPoser's code ("vposer") instead of axis-angle
             ("pose") whenever the fit has a VPoser decoder.
+        coarse_fraction: coarse-to-fine: this fraction of the iterations (after the first) renders at
+            ``coarse_scale`` times the resolution (0 = never).
+        coarse_scale: resolution factor of the coarse iterations.
+        patience: early stop: end the fit when the objective (at full resolution) has not improved on its best by
+            more than ``min_improvement`` (relative) for this many iterations (0 = never stop early).
+        min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
+        min_iterations: no early stop before this many iterations (a selective fit's objective, whose counted
+            region moves with the part, can rise for a while before it falls).
     """
 
     name: str
@@ -50,6 +58,11 @@ class Preset:
     pyramid_levels: int = 1
     reference_size: int = 0
     latent_pose_when_available: bool = False
+    coarse_fraction: float = 0.0
+    coarse_scale: float = 0.5
+    patience: int = 0
+    min_improvement: float = 1e-3
+    min_iterations: int = 0
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -74,6 +87,14 @@ class Preset:
             raise ParameterError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
         if self.reference_size < 0:
             raise ParameterError(f"reference_size must be >= 0, got {self.reference_size}")
+        if not 0.0 <= self.coarse_fraction < 1.0:
+            raise ParameterError(f"coarse_fraction must be in [0, 1), got {self.coarse_fraction}")
+        if not 0.0 < self.coarse_scale <= 1.0:
+            raise ParameterError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
+        if self.patience < 0 or self.min_improvement < 0 or self.min_iterations < 0:
+            raise ParameterError(
+                f"patience and min_improvement must be >= 0, got {self.patience}, {self.min_improvement}"
+            )
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
@@ -103,8 +124,12 @@ FAST = Preset(
     prior_reference="init",
     loss_reduction="mean",
     pyramid_levels=5,
+    patience=15,
+    min_improvement=0.005,
+    min_iterations=40,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
-    "towards the initialisation.",
+    "towards the initialisation; stops early (after 40 iterations at the least) once the objective has not "
+    "improved by 0.5% for 15 iterations.",
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, FAST)}

@@ -30,6 +30,7 @@ from posecore.io.atomic import atomic_write_bytes
 from posecore.io.paths import existing_file, read_regular_file
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+_EXIF_ORIENTATION = 0x0112
 
 
 def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -71,7 +72,8 @@ def _file_in_memory(path: str | os.PathLike[str]) -> tuple[Path, io.BytesIO]:
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(width, height) of an image file as stored, from its header (nothing is decoded).
+    """(width, height) of an image as viewers show it and :func:`load_image` returns it (EXIF orientation
+    applied: a phone photo stored 4000 x 3000 and turned a quarter is 3000 x 4000), from its header only.
 
     Raises:
         InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
@@ -80,7 +82,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with Image.open(data) as img:
             _check_pixels(p, img)
-            return img.size
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: a quarter turn
     except InputFileError:
         raise
     except UnidentifiedImageError:
@@ -108,6 +112,13 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
         raise InputFileError(p, f"is too large to load safely: {exc}") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
         raise InputFileError(p, f"cannot be decoded (corrupt or truncated image?): {exc}") from None
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when two (width, height) sizes have the same shape, up to rounding: scaling ``a`` to ``b``'s width
+    gives ``b``'s height within one pixel (and the other way round)."""
+    (wa, ha), (wb, hb) = a, b
+    return abs(ha * wb / wa - hb) <= 1.0 and abs(hb * wa / wb - ha) <= 1.0
 
 
 def _channel_to_float(img: Image.Image) -> np.ndarray:

@@ -1,0 +1,171 @@
+"""Frames of a sequence, each with a stable name: an image folder, a glob of images, or a movie.
+
+    source = open_frame_source("clip.mp4")          # or "frames/", or "shots/*.png"
+    for frame in source.frames:                    # Frame(index, name)
+        target = source.load(frame)                # a TargetImage
+
+Names are what a batch run calls its output folders: an image's file name without its extension (its full
+name when two images share a stem), a movie's ``frame_000000``, ``frame_000001``, ... in display order.
+The same input always gives the same names, so a re-run finds the frames it already did.
+
+Movies are decoded with PyAV (FFmpeg's libraries, inside its wheel). Listing a movie reads its packets (no
+decoding); loading a frame seeks to the keyframe before it and decodes forward, and reading frames in order
+decodes each once. Sources pickle (an open movie is reopened where it is unpickled), so a worker process can
+load its own frames.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from posecore.errors import InputFileError
+from posecore.io.targets import TargetImage, read_target_image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MOVIE_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame: ``index`` in the sequence (0-based) and its stable ``name``."""
+
+    index: int
+    name: str
+
+
+def _names_for(paths: list[Path]) -> list[str]:
+    """File stems, or full names where two files share a stem."""
+    stems = [p.stem for p in paths]
+    return [p.stem if stems.count(p.stem) == 1 else p.name for p in paths]
+
+
+@dataclass
+class ImageFilesSource:
+    """A sorted list of image files (from a folder or a glob)."""
+
+    description: str
+    paths: list[Path]
+    frames: list[Frame] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = _names_for(self.paths)
+        if len(set(names)) != len(names):
+            clash = sorted({n for n in names if names.count(n) > 1})
+            raise InputFileError(self.description, f"two images would share the frame name {clash[0]!r}")
+        self.frames = [Frame(i, n) for i, n in enumerate(names)]
+
+    def load(self, frame: Frame) -> TargetImage:
+        """The frame's image; InputFileError naming the file when it is missing or corrupt."""
+        return read_target_image(self.paths[frame.index])
+
+
+@dataclass
+class MovieSource:
+    """The video frames of a movie file (its first video stream), in display order."""
+
+    path: Path
+    pts: list[int]
+    frames: list[Frame] = field(init=False)
+
+    def __post_init__(self) -> None:
+        digits = max(6, len(str(len(self.pts) - 1)))
+        self.frames = [Frame(i, f"frame_{i:0{digits}d}") for i in range(len(self.pts))]
+        self._reader = None
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "pts": self.pts, "frames": self.frames}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reader = None
+
+    def load(self, frame: Frame) -> TargetImage:
+        """Decode one frame; InputFileError naming the movie and frame when it cannot be decoded."""
+        import av
+
+        want = self.pts[frame.index]
+        try:
+            if self._reader is None or self._reader[2] is None or self._reader[2] >= want:
+                self._open_at(want)
+            container, frames, _last = self._reader
+            for decoded in frames:
+                self._reader = (container, frames, decoded.pts)
+                if decoded.pts is not None and decoded.pts >= want:
+                    if decoded.pts != want:
+                        break
+                    rgb = torch.from_numpy(decoded.to_ndarray(format="rgb24")).float() / 255.0
+                    return TargetImage(rgb=rgb, source=f"{self.path}#{frame.name}")
+        except (av.error.FFmpegError, OSError) as exc:
+            self.close()
+            raise InputFileError(self.path, f"frame {frame.index} cannot be decoded: {exc}") from None
+        self.close()
+        raise InputFileError(self.path, f"frame {frame.index} (pts {want}) is missing from the movie")
+
+    def _open_at(self, pts: int) -> None:
+        import av
+
+        self.close()
+        container = av.open(str(self.path))
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if pts != self.pts[0]:
+            container.seek(pts, backward=True, any_frame=False, stream=stream)
+        self._reader = (container, container.decode(stream), None)
+
+    def close(self) -> None:
+        """Close the open decoder (loading reopens it)."""
+        if self._reader is not None:
+            self._reader[0].close()
+            self._reader = None
+
+
+def _list_movie(path: Path) -> MovieSource:
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputFileError(path, f"reading movies needs PyAV: pip install av==18.1.0 ({exc})") from None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputFileError(path, "has no video stream")
+            stream = container.streams.video[0]
+            pts = sorted({int(p.pts) for p in container.demux(stream) if p.pts is not None and p.size > 0})
+    except av.error.FFmpegError as exc:
+        raise InputFileError(path, f"is not a movie FFmpeg can read: {exc}") from None
+    if not pts:
+        raise InputFileError(path, "has no video frames")
+    return MovieSource(path, pts)
+
+
+def open_frame_source(spec: str | os.PathLike[str]) -> ImageFilesSource | MovieSource:
+    """The frames named by ``spec``: a folder of images, a glob pattern (``shots/*.png``) or a movie file.
+
+    Raises:
+        InputFileError: nothing there, no images in the folder or glob, an unreadable movie.
+    """
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not paths:
+            raise InputFileError(path, f"folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return ImageFilesSource(text, paths)
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return ImageFilesSource(text, [path])
+        return _list_movie(path)
+    if glob.has_magic(text):
+        paths = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        if not paths:
+            raise InputFileError(text, "the pattern matches no files")
+        return ImageFilesSource(text, paths)
+    raise InputFileError(path, "not found (expected a folder of images, a glob pattern or a movie file)")
