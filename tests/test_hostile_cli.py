@@ -230,18 +230,35 @@ def test_an_interrupt_during_the_commit_is_held_until_it_is_complete(tmp_path: P
 def test_signals_end_with_one_line_and_leave_nothing(tmp_path: Path, sig: int, code: int, name: str) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "posecore", "demo", "--size", "32", "--iterations", "100000", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "posecore",
+            "demo",
+            "--size",
+            "32",
+            "--preset",
+            "paper",
+            "--iterations",
+            "100000",
+            "--out",
+            str(out),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     time.sleep(8)
+    assert proc.poll() is None, "the command ended before the signal (it should still be fitting)"
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     lines = [line for line in stderr.strip().splitlines() if "Warp CUDA warning" not in line]  # warp's banner
     assert proc.returncode == code, stderr[-3000:]
-    assert lines == [f"posefit: {name}: interrupted; nothing was written ({out} is not created)"], stderr[-3000:]
+    # Usually the fit is running (main() adds "(OUT is not created)"); on a loaded machine torch may still be
+    # importing, which __main__ reports the same way.
+    assert len(lines) == 1 and lines[0].startswith(f"posefit: {name}: interrupted; nothing was written"), stderr
+    assert lines[0].endswith(f"({out} is not created)") or lines[0].endswith("nothing was written"), stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 

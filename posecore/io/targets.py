@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import torch
 
-from posecore.errors import InputFileError
 from posecore.io.images import _check_size, _resize, load_image, load_image_alpha
 
 
@@ -45,8 +44,7 @@ def read_target_image(path: str | os.PathLike[str]) -> TargetImage:
     """Load a target photo.
 
     Raises:
-        InputFileError: the file is missing ("target image not found") or not a readable image.
+        InputFileError: the file is missing, a folder or not a regular file, or not a readable image
+            (:func:`~posecore.io.images.load_image` says which).
     """
-    if not os.path.isfile(path):
-        raise InputFileError(path, "target image not found")
     return TargetImage(rgb=load_image(path), source=str(path), path=str(path))
