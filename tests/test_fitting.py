@@ -253,3 +253,20 @@ def test_the_result_is_the_lowest_objective_seen(anny, case) -> None:
     if best is not None:  # the result is that iterate's parameters, not a re-evaluation of other ones
         assert torch.equal(result.params.rotations, best.params.rotations)
     assert all(s.best_iteration <= s.iteration for s in states)
+
+
+def test_reference_size_makes_the_summed_image_term_resolution_independent(anny) -> None:
+    """The paper preset's Eq. 1 sum taken at a reference resolution: the same fit at 64 and 128 px has the same
+    image term to within the rendering differences, while the raw sum grows 4x."""
+    terms = {}
+    for size in (64, 128):
+        case = make_demo_case(anny, size=size)
+        for reference in (0, 24):
+            preset = get_preset("paper").with_overrides(iterations=0, reference_size=reference)
+            fitter = PoseFitter(
+                FitProblem(anny, case.initial, case.target, Look(case.camera), RasterRenderer()), preset
+            )
+            terms[size, reference] = fitter.run()[0].image_loss
+    assert terms[128, 0] / terms[64, 0] == pytest.approx(4.0, rel=0.15)
+    assert terms[128, 24] / terms[64, 24] == pytest.approx(1.0, rel=0.15)
+    assert terms[64, 24] == pytest.approx(terms[64, 0] * 24**2 / 64**2, rel=1e-5)

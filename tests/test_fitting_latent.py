@@ -59,7 +59,9 @@ def test_latent_fit_starts_exactly_at_the_initialisation_and_gets_closer(smplx_c
         problem = FitProblem(body, initial, target, Look(cam), RasterRenderer(), vposer=decoder,
                              initial_code=initial_code)  # fmt: skip
         reference = "zero" if initial_code is not None else "init"
-        preset = get_preset("fast").with_overrides(iterations=60, optimise=("vposer",), prior_reference=reference)
+        preset = get_preset("fast").with_overrides(
+            iterations=60, optimise=("vposer",), latent_prior_reference=reference
+        )
         states = PoseFitter(problem, preset).run()
         assert torch.equal(states[0].params.rotations, initial.rotations)  # iteration 0 is the init, exactly
         before, after = body_mpjpe(body, initial, truth), body_mpjpe(body, states[-1].params, truth)

@@ -1,4 +1,4 @@
-"""``python -m posecore.bench {speed,accuracy} ...``: benchmarks that print tables.
+"""``python -m posecore.bench COMMAND ...``: benchmarks that print tables.
 
 The benchmark scene set is made by ``scripts/make_benchmark_scenes.py`` (it renders targets with Blender).
 """
@@ -11,6 +11,7 @@ COMMANDS = {
     "accuracy": ("posecore.bench.accuracy", "MPJPE / image error on the benchmark scene set"),
     "batch": ("posecore.bench.batch", "batch throughput: serial, local Ray 1/2 workers, a 2-node Ray cluster"),
     "smoothing": ("posecore.bench.smoothing", "MPJPE / acceleration error with and without temporal smoothing"),
+    "preset-sweep": ("posecore.bench.preset_sweep", "one preset with changed settings: MPJPE up/down per variant"),
 }
 
 

@@ -3,7 +3,7 @@ adopted from SMPLify-X").
 
 Each iteration the 32-number code z is decoded into the rotations of the SMPL-X body joints the fit may move,
 and the prior of Eq. 5 becomes ``lambda * ||z||^2``, the Gaussian prior VPoser's latent space was trained
-for (``prior_reference="init"``: ``||z - z0||^2``).
+for (``latent_prior_reference="init"``: ``||z - z0||^2``).
 
 The initialisation is kept exactly: a joint's rotation is ``R_dec(z)_j @ C_j`` with the constant
 ``C_j = R_dec(z0)_j^T @ R_init_j``, so at the starting code z0 every joint is where the initialisation put

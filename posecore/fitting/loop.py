@@ -346,7 +346,7 @@ class PoseFitter:
                         image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
                 if latent is not None:
-                    prior_loss = prior_loss + latent.prior(preset.prior_reference)
+                    prior_loss = prior_loss + latent.prior(preset.latent_prior_reference)
                 loss = image_loss + preset.prior_weight * prior_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(

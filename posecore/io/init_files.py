@@ -118,7 +118,7 @@ class BodyInit:
         betas: (S,) float32 shape coefficients, or ``None`` for the model's default shape.
         expression: (E,) float32 expression coefficients, or ``None``.
         hand_pca: 'left'/'right' -> (K,) float32 hand PCA coefficients when the file stores PCA hand
-            poses (the body model expands them; those hands' joints are zero in joint_rotations).
+            poses (the body model expands them; those hands' finger joints are absent from joint_rotations).
         camera: the camera found in the file, or ``None``.
         model_name: 'smplx', 'smplh', 'smpl', 'anny', ... when the file says or its layout implies
             it, else ``None``.
