@@ -261,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser("batch", help="fit every frame of a folder, glob or movie, on Ray")
     common(batch)
+    batch.set_defaults(out_is_folder="of-results")  # --out holds frame_NNNN/ result folders (resumable)
     batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
     batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
     batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
@@ -318,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         out = getattr(args, "out", None)
-        if out is not None and getattr(args, "out_is_folder", False):
-            check_output_dir(out)  # before any work: a file, a dangling link, a foreign folder, no permission
+        kind = getattr(args, "out_is_folder", False)
+        if out is not None and kind:
+            # before any work: a file, a dangling link, a foreign folder, no permission
+            check_output_dir(out, holds_results=kind != "of-results")
         return args.func(args)
     except PoseFitError as exc:
         _error(exc)

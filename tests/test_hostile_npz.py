@@ -320,3 +320,23 @@ def test_model_path_that_is_a_device_or_bad_gender(tmp_path: Path) -> None:
     (tmp_path / "smplx").mkdir()
     with pytest.raises(ParameterError, match="gender 'alien'"):
         load_body_model(f"smplx:{tmp_path}:alien")
+
+
+def test_checkpoint_zip_needing_a_newer_zip_version_is_one_line(tmp_path: Path) -> None:
+    """Found by the fuzzer: a VPoser checkpoint whose zip directory asks for zip version 6.4 made zipfile
+    raise NotImplementedError past the checkpoint reader."""
+    import torch
+
+    from posecore.io.torch_checkpoint import read_checkpoint
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(3)}, buffer)
+    data = bytearray(buffer.getvalue())
+    pos = data.find(b"PK\x01\x02")
+    while pos != -1:
+        struct.pack_into("<H", data, pos + 6, 64)  # version needed to extract: 6.4
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    path = tmp_path / "snapshot.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputFileError, match=r"snapshot\.pt: is not a readable checkpoint .*zip file version 6\.4"):
+        read_checkpoint(path)

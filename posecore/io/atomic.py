@@ -175,10 +175,16 @@ def _foreign_entries(directory: Path) -> list[str]:
     return [n for n in names if n not in listed]
 
 
-def check_output_dir(path: str | os.PathLike[str]) -> Path:
+def check_output_dir(path: str | os.PathLike[str], holds_results: bool = True) -> Path:
     """Check, before any work is done, that results can be written to the folder ``path``.
 
     Follows a symbolic link to a folder (the link stays; its target receives the files).
+
+    Args:
+        path: the output folder.
+        holds_results: True for a folder :func:`atomic_output_dir` writes (it must be new, empty or
+            PoseFit's); False for a folder *of* result folders (a batch's frame_NNNN/ folders, written one
+            by one and resumed), where only "is a folder (or can be one) and is writable" is checked.
 
     Returns:
         The folder results will go to (the link's target for a link).
@@ -201,7 +207,7 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     if final.exists() and not final.is_dir():
         raise OutputNotAFolderError(f"{shorten(given)}: exists and is not a folder; choose another output folder")
     if final.is_dir():
-        if not (final / OUTPUT_MARKER).is_file() and any(final.iterdir()):
+        if holds_results and not (final / OUTPUT_MARKER).is_file() and any(final.iterdir()):
             raise OutputFolderExistsError(
                 f"{shorten(given)}: folder exists, is not empty and was not written by PoseFit (no {OUTPUT_MARKER} "
                 f"file); refusing to replace it: choose a new or empty output folder"
