@@ -112,6 +112,10 @@ def _hostile_init_files(marker: Path) -> dict[str, tuple[bytes, str]]:
             "corrupt or truncated",
         ),
         "structured dtype": (npz_bytes({"body_pose": np.zeros(63, dtype=[("a", "<f8")])}), "expected plain numbers"),
+        "npy header with an unclosed brace (fuzzer)": (
+            _zip_of({"body_pose.npy": _npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (63,), ")}),
+            "'body_pose' is not a readable .npy array (corrupt header?)",
+        ),
         "npy header of 60 KB": (
             _zip_of(
                 {
@@ -137,6 +141,7 @@ def _hostile_init_files(marker: Path) -> dict[str, tuple[bytes, str]]:
         "header and data disagree",
         "structured dtype",
         "npy header of 60 KB",
+        "npy header with an unclosed brace (fuzzer)",
     ],
 )
 def test_hostile_init_npz_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
