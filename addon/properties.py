@@ -38,10 +38,11 @@ _RENDERERS = {
     ),
 }
 _PRESET_WORDS = {
-    "fast": "Recommended: 150 steps that compare the images coarse to fine, moving the pose (and turning the "
-    "camera slightly) while staying near the starting pose",
+    "fast": "Recommended: up to 150 steps that compare the images coarse to fine, moving the pose (and turning the "
+    "camera slightly) while staying near the starting pose; stops early once it no longer improves",
     "paper": "The published method (Battogtokh & Borgo 2022): 200 small gradient steps on the pose and a slight "
-    "camera turn, pulled towards the rest pose; slower to converge, for comparison with the paper",
+    "camera turn, pulled towards an average pose (VPoser's, for SMPL-X with a VPoser folder set); slower to "
+    "converge, for comparison with the paper",
 }
 _PRESET_ITEMS = [(name, name.capitalize(), _PRESET_WORDS.get(name, preset.notes)) for name, preset in PRESETS.items()]
 

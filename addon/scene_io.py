@@ -519,32 +519,6 @@ def make_camera(
     return cam_obj
 
 
-def set_background_image(cam_obj: bpy.types.Object, path: str, offset: int = 0) -> None:
-    """Show the target behind the camera view: a photo, or an image sequence / movie that follows the frame
-    (image number = frame + ``offset``, as :mod:`.frames` reads it for the fit)."""
-    from . import frames
-
-    source = frames.target_source(path, offset)
-    image = bpy.data.images.load(frames.first_file(path), check_existing=True)
-    data = cam_obj.data
-    background = data.background_images[0] if len(data.background_images) else data.background_images.new()
-    background.image = image
-    background.alpha = 1.0
-    background.display_depth = "BACK"
-    data.show_background_images = True
-    user = background.image_user
-    if source.kind == "sequence":
-        image.source = "SEQUENCE"
-        last = max(frames.sequence_files(source))
-        user.frame_start, user.frame_offset = 1, offset
-        user.frame_duration = max(1, last - offset)
-        user.use_auto_refresh = True
-    elif source.kind == "movie":
-        user.frame_start, user.frame_offset = 1, offset
-        user.frame_duration = image.frame_duration
-        user.use_auto_refresh = True
-
-
 def vertex_group_mask(mesh_obj: bpy.types.Object, name: str, threshold: float = 0.5) -> torch.Tensor:
     """(V,) bool: vertices whose weight in the group ``name`` is at least ``threshold``."""
     group = mesh_obj.vertex_groups.get(name)

@@ -261,20 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser("batch", help="fit every frame of a folder, glob or movie, on Ray")
     common(batch)
-    batch.set_defaults(out_is_folder="of-results")  # --out holds frame_NNNN/ result folders (resumable)
     batch.add_argument("--frames", required=True, help="a folder of images, a glob pattern or a movie file")
     batch.add_argument("--init", default=None, help="pose starting each chunk: one frame, or one per frame")
     batch.add_argument("--model", default="anny", help="anny or smplx:DIR[:gender]")
     batch.add_argument("--vposer", default=None, help="your VPoser folder (decodes a 32-number body_pose init)")
-    batch.add_argument("--workers", type=int, default=None, help="Ray workers (default: every CPU); 0 = serial")
+    batch.add_argument(
+        "--workers", type=_int_at_least(0), default=None, help="Ray workers (default: every CPU); 0 = serial"
+    )
     batch.add_argument("--address", default=None, help="join a running Ray cluster (auto, HOST:PORT, ray://...)")
-    batch.add_argument("--chunk", type=int, default=16, help="frames per chunk (warm-started in order)")
-    batch.add_argument("--size", type=int, default=None, help="resize so the longer side has this many pixels")
+    batch.add_argument("--chunk", type=_int_at_least(1), default=16, help="frames per chunk (warm-started in order)")
+    batch.add_argument(
+        "--size", type=_int_at_least(8), default=None, help="resize so the longer side has this many pixels"
+    )
     batch.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     batch.add_argument("--render-part-only", action="store_true", help="render only the part")
     batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
-    batch.add_argument("--prior-weight", type=float, default=None, help="lambda of Eq. 5")
-    batch.add_argument("--smooth", type=float, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames")
+    batch.add_argument("--prior-weight", type=_finite_non_negative, default=None, help="lambda of Eq. 5")
+    batch.add_argument(
+        "--smooth", type=_finite_non_negative, default=0.0, help="also write smoothed.npz: Gaussian sigma in frames"
+    )
     batch.set_defaults(func=cmd_batch)
     return parser
 
@@ -295,7 +300,11 @@ def _interrupted(kind: str, out: str | None, written_before: int) -> None:
     from posecore.io.atomic import committed_output_dirs
 
     written = committed_output_dirs()[written_before:]
-    if written:
+    if len(written) > 3:  # a batch: its frame folders
+        parents = sorted({str(Path(p).parent) for p in written})
+        print(f"posefit: {kind}: interrupted after {len(written)} result folders were written to "
+              f"{shorten(', '.join(parents))}; the same command resumes", file=sys.stderr)  # fmt: skip
+    elif written:
         where = ", ".join(shorten(p) for p in written)
         print(f"posefit: {kind}: interrupted after the results were written to {where}", file=sys.stderr)
     elif out is not None:
@@ -319,10 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         out = getattr(args, "out", None)
-        kind = getattr(args, "out_is_folder", False)
-        if out is not None and kind:
-            # before any work: a file, a dangling link, a foreign folder, no permission
-            check_output_dir(out, holds_results=kind != "of-results")
+        if out is not None and getattr(args, "out_is_folder", False):
+            check_output_dir(out)  # before any work: a file, a dangling link, a foreign folder, no permission
         return args.func(args)
     except PoseFitError as exc:
         _error(exc)

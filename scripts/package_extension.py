@@ -65,9 +65,9 @@ LOCK_NAME = "scripts/extension_wheels.lock"
 """The committed lock list (relative to the source folder): ``[platform]`` sections of wheel file names."""
 PYTHON_VERSION = (3, 11)  # Blender 4.2 to 5.0 ship CPython 3.11
 
-#: What posecore needs at run time inside Blender (matplotlib is for figures only, mitsuba is an optional
-#: backend that also needs a system LLVM 19: neither is bundled).
-ROOTS: tuple[str, ...] = ("torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28")
+#: What posecore needs at run time inside Blender (av decodes movie targets; matplotlib is for figures only,
+#: mitsuba is an optional backend that also needs a system LLVM 19: neither of those two is bundled).
+ROOTS: tuple[str, ...] = ("torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28", "av==18.1.0")
 
 #: Packages Blender's bundled Python already has (the ``bpy`` wheel's own requirements mirror them), with the
 #: version Blender 4.2 to 5.0 ship where a requirement must be checked against it (``None``: not checked).

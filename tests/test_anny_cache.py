@@ -60,6 +60,7 @@ def test_fast_build_saves_only_the_final_model_data_and_restores_anny(tmp_path: 
     from anny.models.model_data import ModelData
 
     original_load, original_save = full_model.load_blend_shape, ModelData.save_safetensors
+    threads = torch.get_num_threads()
     saved = []
     ModelData.save_safetensors = lambda self, path: saved.append(pathlib.Path(path).name)
     try:
@@ -70,7 +71,7 @@ def test_fast_build_saves_only_the_final_model_data_and_restores_anny(tmp_path: 
         assert saved == ["build_compact_model_data_3.st"]
     finally:
         ModelData.save_safetensors = original_save
-    assert full_model.load_blend_shape is original_load
+    assert full_model.load_blend_shape is original_load and torch.get_num_threads() == threads
 
 
 def test_prune_keeps_the_final_file_only(tmp_path: pathlib.Path) -> None:

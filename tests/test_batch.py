@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from posecore.bench.sequence import make_moving_sequence
 from posecore.cli import main
@@ -209,3 +210,44 @@ def test_a_killed_worker_has_its_chunk_retried(sequence, tmp_path, capsys) -> No
     assert summary["done"] == FRAMES and summary["failed"] == {}
     for name, mtime in done_before.items():  # the retried chunk skipped what its first try had finished
         assert (out / name / "fit.npz").stat().st_mtime_ns == mtime
+
+
+def test_bad_batch_input_exits_2_with_one_line_and_writes_nothing(sequence, tmp_path, capsys, anny) -> None:
+    from posecore.results import fit_arrays
+
+    three = tmp_path / "three.npz"  # an init of 3 frames for a batch of 6: neither 1 nor 6
+    arrays = fit_arrays(anny, anny.default_params(), make_moving_sequence(anny, frames=1, size=16).camera,
+                        torch.zeros(3))  # fmt: skip
+    np.savez(three, **{k: (np.stack([v] * 3) if k in ("rotations", "translation") else v) for k, v in arrays.items()})
+    cases = {
+        "missing frames": (["--frames", str(tmp_path / "nope"), "--init", str(sequence / "init.npz")], "nope"),
+        "no init": (["--frames", str(sequence / "frames")], "--init"),
+        "init frames": (["--frames", str(sequence / "frames"), "--init", str(three)], "three.npz"),
+    }
+    for name, (args, mention) in cases.items():
+        out = tmp_path / f"out_{name.replace(' ', '_')}"
+        code = main(["batch", *args, "--out", str(out), "--workers", "0"])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and mention in lines[0], (name, lines)
+        assert not out.exists(), name
+
+
+def test_ctrl_c_stops_with_one_line_a_summary_and_the_frames_done(sequence, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "posecore", *batch_argv(sequence, out, "--workers", "0", "--chunk", "6")]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while sum((out / n / "fit.npz").is_file() for n in names()) < 4:
+        assert process.poll() is None and time.monotonic() < deadline, "the batch ended before it was interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "interrupted after" in lines[0] and "resumes" in lines[0], stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and 4 <= summary["done"] < FRAMES
+    assert main(batch_argv(sequence, out, "--workers", "0", "--chunk", "6")) == 0  # the same command resumes
+    capsys.readouterr()
+    assert json.loads((out / "summary.json").read_text())["done"] == FRAMES

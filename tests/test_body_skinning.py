@@ -68,10 +68,11 @@ def test_anny_poses_the_same_with_sparse_and_dense_weights(anny) -> None:
     rest = anny._rest_model(params.shape)["rest_vertices"][0]
     dense = linear_blend_skinning(anny.skinning_weights, _anny_transforms(anny, params), rest) + params.translation
     assert torch.allclose(posed.vertices, dense, atol=1e-5)
-    g = torch.randn_like(posed.vertices)
+    g = torch.randn(posed.vertices.shape, generator=torch.Generator().manual_seed(0))
     (grad_sparse,) = torch.autograd.grad((posed.vertices * g).sum(), params.rotations)
     (grad_dense,) = torch.autograd.grad((dense * g).sum(), params.rotations)
-    assert torch.allclose(grad_sparse, grad_dense, rtol=1e-4, atol=1e-4)
+    # float32 sums in another order: equal to 1e-5 of the largest gradient
+    assert (grad_sparse - grad_dense).abs().max() <= 1e-5 * grad_dense.abs().max()
 
 
 def _anny_transforms(anny, params) -> torch.Tensor:

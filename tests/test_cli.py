@@ -110,16 +110,30 @@ def test_an_existing_foreign_folder_is_never_replaced(photo_and_init, tmp_path, 
     assert (out / "beach.jpg").read_bytes() == b"precious"
 
 
-def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path, capsys) -> None:
-    """The mission's main path: a SMPLify-X result .pkl and a photo, fitted with an SMPL-X model (here the
-    generated SMPL-X-format model). SMPLify-X conventions: the body is flipped into camera space by its
-    global orientation, the camera sits at the origin with the body's offset in camera_translation, and the
-    focal length is the default 5000 px for the photo's size."""
+def render_truth_photo(model_dir, truth_file, size: int, photo):
+    """Render the pose of a SMPLify-X-layout ``truth_file`` with the SMPL-X model in ``model_dir`` through the
+    file's camera (SMPLify-X conventions) and save it as ``photo``; returns the (size, size, 3) image."""
     from posecore.bodies import load_body_model, params_from_init
     from posecore.cameras.init_camera import camera_from_init
     from posecore.io.init_files import read_init
     from posecore.render.raster import RasterRenderer
     from posecore.render.scene import RenderScene
+
+    body = load_body_model(f"smplx:{model_dir}")
+    init = read_init(truth_file)
+    truth, camera = params_from_init(body, init), camera_from_init(init.camera, size, size, (size, size))
+    with torch.no_grad():
+        colors = torch.full((body.num_vertices, 3), 0.8)
+        image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
+    save_image(photo, image.clamp(0, 1))
+    return image
+
+
+def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path, capsys) -> None:
+    """The mission's main path: a SMPLify-X result .pkl and a photo, fitted with an SMPL-X model (here the
+    generated SMPL-X-format model). SMPLify-X conventions: the body is flipped into camera space by its
+    global orientation, the camera sits at the origin with the body's offset in camera_translation, and the
+    focal length is the default 5000 px for the photo's size."""
 
     size = 96
     flip = np.array([[np.pi, 0.0, 0.0]], np.float32)  # camera space: y down, z forward
@@ -140,14 +154,8 @@ def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path
         with open(tmp_path / name, "wb") as f:
             pickle.dump({**common, "body_pose": pose}, f, protocol=2)
 
-    body = load_body_model(f"smplx:{synthetic_smplx_dir}")
-    truth = params_from_init(body, read_init(tmp_path / "truth.pkl"))
-    camera = camera_from_init(read_init(tmp_path / "truth.pkl").camera, size, size, (size, size))
-    with torch.no_grad():
-        colors = torch.full((body.num_vertices, 3), 0.8)
-        image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
+    image = render_truth_photo(synthetic_smplx_dir, tmp_path / "truth.pkl", size, tmp_path / "photo.png")
     assert float((image.sum(-1) > 0).float().mean()) > 0.1  # the body fills the frame, upright
-    save_image(tmp_path / "photo.png", image.clamp(0, 1))
 
     out = tmp_path / "fit"
     argv = ["fit", "--image", str(tmp_path / "photo.png"), "--init", str(tmp_path / "smplifyx.pkl"),
@@ -173,12 +181,7 @@ def test_smplify_x_default_layout_with_vposer(synthetic_smplx_dir, tmp_path, cap
     """SMPLify-X's default output (use_vposer: body_pose is the (1, 32) code; 12 PCA hand coefficients; every
     parameter of its smplx model) fits through --vposer with a VPoser v1.0 folder in its released layout, theta_b
     optimised as the code; without --vposer the message names the file and the flag."""
-    from posecore.bodies import load_body_model, params_from_init
     from posecore.bodies.synthetic_vposer import fit_decoder_to_poses, write_vposer_v1
-    from posecore.cameras.init_camera import camera_from_init
-    from posecore.io.init_files import read_init
-    from posecore.render.raster import RasterRenderer
-    from posecore.render.scene import RenderScene
 
     size = 96
     truth_pose = np.zeros((21, 3), np.float32)
@@ -208,13 +211,7 @@ def test_smplify_x_default_layout_with_vposer(synthetic_smplx_dir, tmp_path, cap
     with open(tmp_path / "smplifyx.pkl", "wb") as f:
         pickle.dump({**common, "body_pose": codes[:1].numpy()}, f, protocol=2)
 
-    body = load_body_model(f"smplx:{synthetic_smplx_dir}")
-    truth = params_from_init(body, read_init(tmp_path / "truth.pkl"))
-    camera = camera_from_init(read_init(tmp_path / "truth.pkl").camera, size, size, (size, size))
-    with torch.no_grad():
-        colors = torch.full((body.num_vertices, 3), 0.8)
-        image = RasterRenderer().render(RenderScene(body(truth).vertices, body.faces, colors, camera)).image
-    save_image(tmp_path / "photo.png", image.clamp(0, 1))
+    render_truth_photo(synthetic_smplx_dir, tmp_path / "truth.pkl", size, tmp_path / "photo.png")
 
     base = [
         "fit",

@@ -287,17 +287,3 @@ def test_png_chunk_claiming_a_gigabyte_is_not_allocated(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode in (0, 3), proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_a_folder_of_result_folders_is_only_checked_for_being_a_writable_folder(tmp_path: Path) -> None:
-    """A batch's --out holds frame_NNNN/ result folders (and, after a SIGKILL, hidden temporary ones): it is
-    resumed, not replaced, so its content is not PoseFit's manifest business; a file there is still refused."""
-    from posecore.io.atomic import check_output_dir
-
-    out = _foreign_folder(tmp_path)
-    assert check_output_dir(out, holds_results=False) == out
-    with pytest.raises(OutputFolderExistsError):
-        check_output_dir(out)
-    (tmp_path / "file").write_text("")
-    with pytest.raises(OutputNotAFolderError):
-        check_output_dir(tmp_path / "file", holds_results=False)

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.blender]
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODULE = "bl_ext.user_default.posefit"
 #: Imported inside Blender after enabling: each must come from the bundled wheels (numpy from Blender itself).
-BUNDLED_MODULES = ("torch", "anny", "smplx", "PIL", "tqdm", "trimesh", "roma", "warp")
+BUNDLED_MODULES = ("torch", "anny", "smplx", "PIL", "tqdm", "trimesh", "roma", "warp", "av")
 _IGNORE = shutil.ignore_patterns(".git", "tests", "docs", "dist", "wheels", "out", "build", ".*", "__pycache__")
 
 

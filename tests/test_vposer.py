@@ -199,3 +199,23 @@ def test_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InputFileError, match="not a VPoser checkpoint"):
         find_vposer_checkpoint(tmp_path / "notes.txt")
+
+
+def test_a_zero_stride_tensor_cannot_allocate_gigabytes(tmp_path: Path) -> None:
+    """A tensor may view a 1-element storage with stride 0: its own size is bounded, not only its storage."""
+    path = tmp_path / "z.pt"
+    torch.save({"w": torch.zeros(1).expand(1000)}, path)  # a legitimate stride-0 view: read fine
+    assert read_checkpoint(path)["w"].shape == (1000,)
+    members = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            members[name] = zf.read(name)
+    pkl = next(n for n in members if n.endswith("data.pkl"))
+    patched = members[pkl].replace(b"M\xe8\x03\x85", b"J\x00\xca\x9a;\x85")  # size (1000,) -> (10^9,)
+    assert patched != members[pkl]
+    members[pkl] = patched
+    with zipfile.ZipFile(path, "w") as zf:  # a well-formed archive: only the declared size lies
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(InputFileError, match=r"z\.pt: refused.*1000000000"):
+        read_checkpoint(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import posecore
 from posecore.batch.plan import SUMMARY_FILE, BatchJob, Chunk, plan_chunks
 from posecore.batch.worker import FrameOutcome, fit_chunk
-from posecore.io.atomic import atomic_write_text
+from posecore.io.atomic import atomic_write_text, claim_output_dir
 
 TASK_MAX_RETRIES = 3
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -116,6 +116,7 @@ def run_batch(
     with its reason; it is written also when the run stops early (``complete`` is then false).
     """
     started = time.perf_counter()
+    claim_output_dir(job.out)  # so a re-run (resume) is let into the folder it started
     frames = job.source.frames
     chunks = plan_chunks(job)
     pending = {f.name for c in chunks for f in c.frames if not job.is_done(f)}

@@ -450,8 +450,8 @@ def markdown_section(data: dict) -> str:
             out.append(f"\n{backend} / {preset} / {iterations}: MPJPE rose on {count} of {n} scenes.")
             if preset == "paper":
                 out[-1] += (
-                    " The paper's Eq. 5 sums the image term over every pixel, so its published SGD step "
-                    "(lr 1e-4) grows with the image size; at this size it overshoots (README, Presets)."
+                    " The paper preset keeps Eq. 5's optimiser and takes the summed image term at a 24 x 24 "
+                    "reference size; how that was chosen: 'The paper preset' below."
                 )
     full = max((len(r) for r in groups.values()), default=0)
     common = set.intersection(*({r["scene"] for r in rows} for rows in groups.values())) if groups else set()

@@ -1,7 +1,8 @@
 """Batch benchmarks on a rendered moving sequence with known truth (:mod:`posecore.bench.sequence`).
 
     python -m posecore.bench batch [--frames 12] [--size 128] [--iterations 60] [--chunk 3] [--markdown FILE]
-    python -m posecore.bench smoothing [--frames 48] [--size 128] [--iterations 60] [--sigmas 1,2,3] [--markdown FILE]
+    python -m posecore.bench smoothing [--frames 48] [--size 128] [--iterations 60] [--sigmas 1,2,3] [--clip DIR]
+                                       [--markdown FILE]
 
 ``batch``: throughput of ``python -m posecore batch`` serially (no Ray), on a local Ray with 1 and 2 workers, and
 on a two-node Ray cluster emulated on this machine (``ray start --head`` + ``ray start --address``, one CPU
@@ -160,49 +161,93 @@ def smoothing_main(argv: list[str]) -> int:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--sigmas", default="1,2,3")
+    parser.add_argument("--clip", default=None, help="a clip from scripts/make_moving_clip.py (Cycles) instead")
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="posefit-bench-smooth-") as tmp:
-        folder = Path(tmp)
-        body, seq = _make_inputs(folder, args.frames, args.size)
-        job = _job(folder, folder / "out", args.iterations, args.chunk)
+        if args.clip:
+            from posecore.bodies import load_body_model, params_from_init
+            from posecore.io.init_files import read_init, read_init_sequence
+
+            folder = Path(args.clip)
+            body = load_body_model("anny")
+            truths = [params_from_init(body, init) for init in read_init_sequence(folder / "truth.npz")]
+            initial = params_from_init(body, read_init(folder / "init.npz"))
+            rendered_by = "Blender Cycles (scripts/make_moving_clip.py)"
+        else:
+            folder = Path(tmp)
+            body, seq = _make_inputs(folder, args.frames, args.size)
+            truths, initial = seq.truth, seq.initial
+            rendered_by = "PoseFit's rasteriser with the demo's key/fill/ambient lights"
+        job = _job(folder, Path(tmp) / "out", args.iterations, args.chunk)
         run_batch(job, workers=0)
         raw = stack_frames(job)
     joints = body.body_joint_indices
+    frames = len(truths)
+    size = int(raw["image_size"].max())
 
     def positions(rotations: np.ndarray, translations: np.ndarray) -> torch.Tensor:
         out = []
         with torch.no_grad():
             for t in range(rotations.shape[0]):
-                params = seq.truth[t].clone()
+                params = truths[t].clone()
                 params.rotations = torch.from_numpy(rotations[t]).float()
                 params.translation = torch.from_numpy(translations[t]).float()
                 out.append(body(params).joints[joints])
         return torch.stack(out)
 
-    truth = torch.stack([body(p).joints[joints] for p in seq.truth]).detach()
-    init_rot = seq.initial.rotations.numpy()[None].repeat(args.frames, 0)
+    truth = torch.stack([body(p).joints[joints] for p in truths]).detach()
+    init_rot = initial.rotations.numpy()[None].repeat(frames, 0)
     rows = [("initialisation (frame 0's faulty pose)", positions(init_rot, raw["translation"]))]
     rows.append(("per-frame fits", positions(raw["rotations"], raw["translation"])))
     for sigma in (float(s) for s in args.sigmas.split(",")):
         s = smoothed(raw, sigma)
         rows.append((f"smoothed, sigma {sigma:g} frames", positions(s["rotations"], s["translation"])))
     text = (
-        f"Temporal smoothing: {args.frames} frames of {args.size} px (the moving demo body, raster-rendered with "
-        f"the demo's key/fill/ambient lights), fast preset capped at {args.iterations} iterations, chunks of "
-        f"{args.chunk}\n\n"
+        f"Temporal smoothing: {frames} frames of {size} px (the moving demo body, rendered by {rendered_by}), "
+        f"fast preset capped at {args.iterations} iterations, chunks of {args.chunk}\n\n"
         "| poses | MPJPE mm | acceleration error mm/frame² |\n|---|---|---|\n"
     )
     for label, predicted in rows:
-        error = np.mean([mpjpe_mm(predicted[t], truth[t]) for t in range(args.frames)])
+        error = np.mean([mpjpe_mm(predicted[t], truth[t]) for t in range(frames)])
         text += f"| {label} | {error:.1f} | {acceleration_error_mm(predicted, truth):.2f} |\n"
     print(text)
     if args.markdown:
         from posecore.io.atomic import atomic_write_text
 
         atomic_write_text(args.markdown, text)
+        wrist = body.joint_names.index("wrist.L")
+        wrist_row = next(i for i, j in enumerate(joints) if j == wrist)
+        png = trajectory_png(truth[:, wrist_row], dict([rows[1], rows[-1]]), wrist_row)  # fits, most smoothed
+        from posecore.figures import save_figure
+
+        save_figure(Path(args.markdown).with_suffix(".png"), png)
     return 0
+
+
+def trajectory_png(truth: torch.Tensor, fits: dict[str, torch.Tensor], row: int) -> bytes:
+    """One joint's position over the frames: the truth, the per-frame fits and smoothed fits (x, y, z panels).
+
+    Args:
+        truth: (T, 3) metres. fits: label -> (T, J, 3) joint positions; ``row`` selects the joint.
+    """
+    from posecore.figures import _pyplot, figure_png
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), dpi=100)
+    for axis, name in enumerate("xyz"):
+        ax = axes[axis]
+        ax.plot(1000 * truth[:, axis].numpy(), "k-", lw=2, label="truth")
+        for label, positions in fits.items():
+            ax.plot(1000 * positions[:, row, axis].numpy(), "-", lw=1, label=label)
+        ax.set_xlabel("frame")
+        ax.set_ylabel(f"left wrist {name} (mm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Left wrist over the sequence: the truth, the per-frame fits and the smoothed fits")
+    fig.tight_layout()
+    return figure_png(fig)
 
 
 main = batch_main

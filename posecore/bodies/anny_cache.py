@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import logging
+import os
 import pathlib
 import warnings
 from collections.abc import Callable, Iterator
@@ -61,8 +62,9 @@ def load_blend_shape_fast(filename, vertices_count: int, world_transformation, d
 
 @contextlib.contextmanager
 def fast_build(on_step: Callable[[str], object] | None = None) -> Iterator[None]:
-    """While active: anny parses targets with :func:`load_blend_shape_fast` and caches only the final (compact)
-    model data. ``on_step`` receives a short description of each build step as anny logs it."""
+    """While active: anny parses targets with :func:`load_blend_shape_fast`, caches only the final (compact)
+    model data, and torch may use every core (restored afterwards). ``on_step`` receives a short description of
+    each build step as anny logs it."""
     import anny.models.full_model as full_model
     from anny.models.model_data import ModelData
 
@@ -81,9 +83,12 @@ def fast_build(on_step: Callable[[str], object] | None = None) -> Iterator[None]
         anny_logger.setLevel(logging.INFO)
     full_model.load_blend_shape = load_blend_shape_fast
     ModelData.save_safetensors = save_final_only
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, os.cpu_count() or 1))  # the build's SVD uses every core, once
     try:
         yield
     finally:
+        torch.set_num_threads(threads)
         full_model.load_blend_shape = original_load
         ModelData.save_safetensors = original_save
         if handler is not None:

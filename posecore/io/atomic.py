@@ -166,6 +166,20 @@ def _manifest_text(names: set[str]) -> str:
     return json.dumps({"written_by": "PoseFit", "entries": sorted(names)}, indent=1)
 
 
+def claim_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Make ``path`` a PoseFit output folder that is filled piece by piece (a batch run's ``OUT``).
+
+    Creates the folder (and parents) and, if it has none, writes the manifest with no entries: a re-run
+    (resuming) passes :func:`check_output_dir`, while nothing in the folder is claimed as PoseFit's to replace.
+    Call :func:`check_output_dir` first: a foreign non-empty folder is refused there.
+    """
+    folder = check_output_dir(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / OUTPUT_MARKER).is_file():
+        atomic_write_text(folder / OUTPUT_MARKER, _manifest_text(set()))
+    return folder
+
+
 def _foreign_entries(directory: Path) -> list[str]:
     """Entries of an existing output folder that PoseFit did not write (its manifest does not list them)."""
     listed = _read_manifest(directory)
@@ -175,16 +189,10 @@ def _foreign_entries(directory: Path) -> list[str]:
     return [n for n in names if n not in listed]
 
 
-def check_output_dir(path: str | os.PathLike[str], holds_results: bool = True) -> Path:
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
     """Check, before any work is done, that results can be written to the folder ``path``.
 
     Follows a symbolic link to a folder (the link stays; its target receives the files).
-
-    Args:
-        path: the output folder.
-        holds_results: True for a folder :func:`atomic_output_dir` writes (it must be new, empty or
-            PoseFit's); False for a folder *of* result folders (a batch's frame_NNNN/ folders, written one
-            by one and resumed), where only "is a folder (or can be one) and is writable" is checked.
 
     Returns:
         The folder results will go to (the link's target for a link).
@@ -207,7 +215,7 @@ def check_output_dir(path: str | os.PathLike[str], holds_results: bool = True) -
     if final.exists() and not final.is_dir():
         raise OutputNotAFolderError(f"{shorten(given)}: exists and is not a folder; choose another output folder")
     if final.is_dir():
-        if holds_results and not (final / OUTPUT_MARKER).is_file() and any(final.iterdir()):
+        if not (final / OUTPUT_MARKER).is_file() and any(final.iterdir()):
             raise OutputFolderExistsError(
                 f"{shorten(given)}: folder exists, is not empty and was not written by PoseFit (no {OUTPUT_MARKER} "
                 f"file); refusing to replace it: choose a new or empty output folder"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from posecore.io.images import _check_size, _resize, load_image, load_image_alpha
+from posecore.io.images import _check_size, _resize, image_size, load_image, load_image_alpha
 
 
 @dataclass
@@ -44,7 +44,8 @@ def read_target_image(path: str | os.PathLike[str]) -> TargetImage:
     """Load a target photo.
 
     Raises:
-        InputFileError: the file is missing, a folder or not a regular file, or not a readable image
-            (:func:`~posecore.io.images.load_image` says which).
+        InputFileError: the file is missing, a folder, not an image or too large (checked from its header before
+            anything is decoded), or corrupt.
     """
+    image_size(path)
     return TargetImage(rgb=load_image(path), source=str(path), path=str(path))

@@ -40,6 +40,9 @@ MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
 """Largest checkpoint file read (VPoser v1.0 snapshots are ~3 MB, v2.0 Lightning checkpoints ~10 MB)."""
 
 MAX_PICKLE_BYTES = 16 * 1024 * 1024
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+"""Largest single tensor built (VPoser's biggest weight is 512 x 512 float32, 1 MB). A tensor may view its
+storage with stride 0, so its size is checked on its own, not only against the storage's."""
 MAX_MEMO_INDEX = 1_000_000
 MAX_NESTING = 200
 
@@ -131,6 +134,11 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: An
         raise _RefusedError("a tensor with a malformed size or stride") from None
     if len(size_t) != len(stride_t) or len(size_t) > 8 or off < 0 or any(s < 0 for s in size_t + stride_t):
         raise _RefusedError(f"a tensor with size {size_t[:8]} and stride {stride_t[:8]}")
+    numel = 1
+    for n in size_t:
+        numel *= n
+    if numel * torch.empty((), dtype=storage.dtype).element_size() > MAX_TENSOR_BYTES:
+        raise _RefusedError(f"a tensor of shape {size_t} (more than {MAX_TENSOR_BYTES} bytes)")
     if all(s > 0 for s in size_t):
         last = off + sum((n - 1) * st for n, st in zip(size_t, stride_t, strict=True))
         if last >= storage.numel:
