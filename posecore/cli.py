@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--part", default=None, help=f"selective fit of one part: {', '.join(PART_NAMES)} or joint:NAME")
         p.add_argument("--threads", type=_int_at_least(1), default=None, help="torch CPU threads")
         p.add_argument("--out", required=True, help="output folder (written all at once)")
+        p.set_defaults(out_is_folder=True)  # main() checks it before any work
 
     demo = sub.add_parser("demo", help="fit the free model to a target rendered from a hidden pose")
     common(demo)
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         out = getattr(args, "out", None)
-        if out is not None:
+        if out is not None and getattr(args, "out_is_folder", False):
             check_output_dir(out)  # before any work: a file, a dangling link, a foreign folder, no permission
         return args.func(args)
     except PoseFitError as exc:

@@ -112,6 +112,20 @@ def _hostile_init_files(marker: Path) -> dict[str, tuple[bytes, str]]:
             "corrupt or truncated",
         ),
         "structured dtype": (npz_bytes({"body_pose": np.zeros(63, dtype=[("a", "<f8")])}), "expected plain numbers"),
+        "npy header with an unclosed brace (fuzzer)": (
+            _zip_of({"body_pose.npy": _npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (63,), ")}),
+            "'body_pose' is not a readable .npy array (corrupt header?)",
+        ),
+        "npy header of 60 KB": (
+            _zip_of(
+                {
+                    "body_pose.npy": _npy_with_header(
+                        "{'descr': '<f8', 'fortran_order': False, 'shape': (63,), }" + " " * 60_000
+                    )
+                }
+            ),
+            "'body_pose' is not a readable .npy array (corrupt header?)",
+        ),
     }
 
 
@@ -126,6 +140,8 @@ def _hostile_init_files(marker: Path) -> dict[str, tuple[bytes, str]]:
         "npy header claiming 10**12 elements",
         "header and data disagree",
         "structured dtype",
+        "npy header of 60 KB",
+        "npy header with an unclosed brace (fuzzer)",
     ],
 )
 def test_hostile_init_npz_is_refused_in_one_line(tmp_path: Path, name: str) -> None:
@@ -309,3 +325,23 @@ def test_model_path_that_is_a_device_or_bad_gender(tmp_path: Path) -> None:
     (tmp_path / "smplx").mkdir()
     with pytest.raises(ParameterError, match="gender 'alien'"):
         load_body_model(f"smplx:{tmp_path}:alien")
+
+
+def test_checkpoint_zip_needing_a_newer_zip_version_is_one_line(tmp_path: Path) -> None:
+    """Found by the fuzzer: a VPoser checkpoint whose zip directory asks for zip version 6.4 made zipfile
+    raise NotImplementedError past the checkpoint reader."""
+    import torch
+
+    from posecore.io.torch_checkpoint import read_checkpoint
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(3)}, buffer)
+    data = bytearray(buffer.getvalue())
+    pos = data.find(b"PK\x01\x02")
+    while pos != -1:
+        struct.pack_into("<H", data, pos + 6, 64)  # version needed to extract: 6.4
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    path = tmp_path / "snapshot.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputFileError, match=r"snapshot\.pt: is not a readable checkpoint .*zip file version 6\.4"):
+        read_checkpoint(path)

@@ -177,3 +177,14 @@ def test_non_regular_files_are_refused_at_once(tmp_path: Path) -> None:
         load_pickle_safely(fifo)
     with pytest.raises(InputFileError, match="character device"):
         load_pickle_safely("/dev/zero")
+
+
+def test_legacy_torch_save_file_is_named_as_such(tmp_path: Path) -> None:
+    """torch.save before 1.6 wrote several pickles in a row, the first being a magic int."""
+    import torch
+
+    path = tmp_path / "old.pkl"
+    torch.save({"betas": torch.zeros(10)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputFileError, match=r"torch\.save legacy format") as info:
+        load_pickle_safely(path)
+    assert "numpy arrays" in str(info.value)

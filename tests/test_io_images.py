@@ -268,3 +268,15 @@ def test_atomic_output_dir_refuses_foreign_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError), atomic_output_dir(tmp_path / "file"):
         pass
+
+
+def test_mask_of_another_aspect_or_empty_is_refused(tmp_path: Path) -> None:
+    mask = np.zeros((300, 400), np.uint8)
+    mask[100:200, 150:250] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert tuple(load_mask(tmp_path / "m.png", size=(10, 8)).shape) == (8, 10)  # 7.5 rounded: same aspect
+    with pytest.raises(InputFileError, match="another aspect ratio"):
+        load_mask(tmp_path / "m.png", size=(10, 10))
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "black.png")
+    with pytest.raises(InputFileError, match="empty mask"):
+        load_mask(tmp_path / "black.png")

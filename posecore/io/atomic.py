@@ -303,7 +303,8 @@ def atomic_output_dir(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
             with _COMMITTED_LOCK:
                 _COMMITTED.append(final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _signals_deferred():  # an interrupt now would leave the hidden temporary folder behind
+            shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(final.parent)
 
 

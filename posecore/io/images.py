@@ -27,7 +27,7 @@ from torch.nn import functional
 
 from posecore.errors import InputFileError, ParameterError
 from posecore.io.atomic import atomic_write_bytes
-from posecore.io.paths import existing_file
+from posecore.io.paths import existing_file, read_regular_file
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 _EXIF_ORIENTATION = 0x0112
@@ -60,6 +60,17 @@ def _check_pixels(p: Path, img: Image.Image) -> None:
         )
 
 
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+
+
+def _file_in_memory(path: str | os.PathLike[str]) -> tuple[Path, io.BytesIO]:
+    """The image file's bytes (a regular file of at most MAX_IMAGE_FILE_BYTES) as a BytesIO: PIL's decoders
+    read chunk lengths from the file and ask for that many bytes; from a BytesIO such a read returns what
+    exists instead of allocating what a corrupt header claims (a PNG chunk "of 1.3 GB")."""
+    p = existing_file(path, "an image file")
+    return p, io.BytesIO(read_regular_file(p, "an image file", MAX_IMAGE_FILE_BYTES))
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) of an image as viewers show it and :func:`load_image` returns it (EXIF orientation
     applied: a phone photo stored 4000 x 3000 and turned a quarter is 3000 x 4000), from its header only.
@@ -67,9 +78,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises:
         InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
     """
-    p = existing_file(path, "an image file")
+    p, data = _file_in_memory(path)
     try:
-        with Image.open(p) as img:
+        with Image.open(data) as img:
             _check_pixels(p, img)
             width, height = img.size
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
@@ -86,9 +97,9 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
-    p = existing_file(path, "an image file")
+    p, data = _file_in_memory(path)
     try:
-        with Image.open(p) as img:
+        with Image.open(data) as img:
             _check_pixels(p, img)
             img.load()  # decode now: truncated files fail here, not later
             oriented = ImageOps.exif_transpose(img)
@@ -218,10 +229,13 @@ def load_mask(
 
 def _check_same_aspect(path: str | os.PathLike[str], stored: tuple[int, int], size: tuple[int, int]) -> None:
     """Refuse resizing a mask to another aspect ratio (it would be stretched out of register with the
-    photo); one pixel of rounding either way is fine."""
+    photo). ``size`` was rounded to whole pixels and so was the mask: aspects within those roundings
+    (half a pixel of ``size``, one pixel of the mask) and 1% more are the same aspect."""
     width, height = stored
-    expected_height = width * size[1] / size[0]
-    if abs(height - expected_height) > max(1.5, 0.01 * height):
+    low = (size[1] - 0.5) / (size[0] + 0.5) * 0.99
+    high = (size[1] + 0.5) / max(size[0] - 0.5, 0.5) * 1.01
+    aspect_low, aspect_high = (height - 1) / (width + 1), (height + 1) / max(width - 1, 1)
+    if aspect_high < low or aspect_low > high:
         raise InputFileError(
             path,
             f"is {width} x {height} pixels, another aspect ratio than the photo's {size[0]} x {size[1]}: "

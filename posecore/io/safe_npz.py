@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -58,6 +59,7 @@ _DATA_ERRORS = (
     SyntaxError,
     UnicodeDecodeError,
     RecursionError,
+    tokenize.TokenError,
 )
 
 
@@ -170,7 +172,9 @@ class NpzArchive:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=MAX_HEADER_BYTES)
             else:
                 raise ValueError(f"unsupported .npy format version {version}")
-        except _DATA_ERRORS as exc:
+        except MemoryError:
+            raise
+        except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError, ...
             raise self._error(key, f"is not a readable .npy array (corrupt header?): {_describe(exc)}") from None
         if dtype.hasobject:
             raise self._error(

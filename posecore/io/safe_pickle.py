@@ -593,8 +593,14 @@ def _refusal_message(qualified: str) -> str:
     return message
 
 
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+"""The first object of a torch.save file in the pre-1.6 (non-zip) format: a pickled int."""
+
+
 def _unpickle(data: bytes, encoding: str) -> object:
     result = _SafeUnpickler(data, encoding).load()
+    if type(result) is int and result == _TORCH_LEGACY_MAGIC:
+        raise _RefusedGlobalError("torch.save legacy format (a torch checkpoint)")
     _check_structure(result)
     return result
 

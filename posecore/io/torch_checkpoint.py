@@ -26,6 +26,7 @@ import pickle
 import pickletools
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,8 @@ def _read_zip(path: Path, raw: bytes) -> Any:
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, OSError, struct.error) as exc:
+        # NotImplementedError: "zip file version 6.4" (a mutated header; found by python -m posecore.fuzz)
         raise InputFileError(path, f"is not a readable checkpoint (corrupt zip): {exc}") from None
     for info in infos:
         if info.flag_bits & 0x1:
@@ -287,7 +289,7 @@ def _read_zip(path: Path, raw: bytes) -> Any:
             if len(data) != nbytes:
                 raise _RefusedError(f"storage {key!r} has {len(data)} bytes, {nbytes} declared")
             ref.data = data
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, RuntimeError, zlib.error) as exc:
         raise InputFileError(path, f"is not a readable checkpoint (corrupt or truncated): {exc}") from None
     return obj
 
