@@ -36,14 +36,9 @@ def focal_from_exif(path: str | os.PathLike[str], width: int, height: int) -> fl
     ``f_px = f_35mm / 43.27 mm * diagonal_px`` (the 35 mm equivalent is defined on the frame diagonal, which
     also holds for crops that keep the aspect ratio and for resized copies).
     """
-    from PIL import Image
+    from posecore.io.images import image_exif_tag
 
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            value = exif.get_ifd(EXIF_IFD).get(EXIF_FOCAL_LENGTH_35MM) or exif.get(EXIF_FOCAL_LENGTH_35MM)
-    except (OSError, ValueError, SyntaxError):
-        return None
+    value = image_exif_tag(path, EXIF_FOCAL_LENGTH_35MM, EXIF_IFD) or image_exif_tag(path, EXIF_FOCAL_LENGTH_35MM)
     try:
         focal_35 = float(value) if value is not None else 0.0
     except (TypeError, ValueError):

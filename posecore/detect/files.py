@@ -26,6 +26,7 @@ from posecore.detect.photo import PhotoStart
 from posecore.errors import InputFileError
 from posecore.io.atomic import atomic_output_dir, atomic_write_text, save_npz_atomic
 from posecore.io.paths import existing_file
+from posecore.io.safe_json import load_json_safely
 
 
 def write_detect_outputs(
@@ -52,6 +53,10 @@ def write_detect_outputs(
     return Path(out_dir)
 
 
+MAX_LANDMARKS_FILE_BYTES = 1024 * 1024
+"""A landmarks.json of 33 landmarks is about 10 kB."""
+
+
 def read_landmarks(path: str | os.PathLike[str]) -> Detection:
     """A :class:`Detection` from a ``landmarks.json`` written by ``detect`` (perhaps edited); its mask is empty.
 
@@ -59,10 +64,7 @@ def read_landmarks(path: str | os.PathLike[str]) -> Detection:
         InputFileError: missing file, not JSON, or not the landmarks layout (the message says what is wrong).
     """
     p = existing_file(path, "a landmarks.json file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFileError(p, f"not a readable JSON file ({exc})") from None
+    data = load_json_safely(p, "a landmarks.json file", MAX_LANDMARKS_FILE_BYTES)
     if not isinstance(data, dict) or data.get("format") != "posefit-landmarks":
         raise InputFileError(p, 'not a PoseFit landmarks file (expected "format": "posefit-landmarks")')
     try:

@@ -95,6 +95,23 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
         raise InputFileError(p, f"cannot be read as an image (corrupt?): {exc}") from None
 
 
+def image_exif_tag(path: str | os.PathLike[str], tag: int, ifd: int | None = None) -> object | None:
+    """One EXIF tag of an image (from ``ifd`` when given, e.g. 0x8769 the Exif IFD, else the base IFD), or None.
+
+    Read like :func:`image_size`: the file is checked (regular, size cap) and parsed from memory, headers only.
+    A photo whose metadata cannot be read simply has no such tag.
+    """
+    try:
+        _p, data = _file_in_memory(path)
+        with Image.open(data) as img:
+            _check_pixels(_p, img)
+            exif = img.getexif()
+            return (exif.get_ifd(ifd) if ifd is not None else exif).get(tag)
+    except (InputFileError, UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
+            EOFError, struct.error, IndexError, TypeError, KeyError):  # fmt: skip
+        return None
+
+
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
     p, data = _file_in_memory(path)

@@ -40,7 +40,6 @@ layout) store hand poses relative to the SMPL-X mean hand pose unless the model 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +56,8 @@ from posecore.bodies.smplx_joints import (
     SMPLX_JOINT_NAMES,
 )
 from posecore.errors import InputFileError, shorten
-from posecore.io.paths import existing_file, read_regular_file
+from posecore.io.paths import existing_file
+from posecore.io.safe_json import load_json_safely
 from posecore.io.safe_npz import LazyNpzRecord, NpzArchive
 from posecore.io.safe_pickle import load_pickle_safely
 
@@ -75,7 +75,6 @@ MAX_INIT_FILE_BYTES = 256 * 2**20
 MAX_INIT_MEMBERS = 1000
 MAX_INIT_ARRAY_BYTES = 64 * 2**20
 MAX_INIT_TOTAL_BYTES = 256 * 2**20
-MAX_JSON_DEPTH = 32
 MAX_VALUE_MAGNITUDE = 1e6
 """Largest |value| accepted in a parameter array (radians, metres, pixels): 1e308 is no pose and
 overflows to inf (then NaN) in the first product."""
@@ -462,48 +461,8 @@ def _load_npz(path: Path) -> LazyNpzRecord:
     return LazyNpzRecord(archive, MAX_INIT_ARRAY_BYTES, MAX_INIT_TOTAL_BYTES)
 
 
-def _parse_int(text: str) -> int:
-    """JSON integers of at most 30 digits (a 5,000-digit one is no parameter and costs quadratic time)."""
-    if len(text) > 30:
-        raise ValueError(f"an integer of {len(text)} digits")
-    return int(text)
-
-
 def _load_json(path: Path) -> Any:
-    data = read_regular_file(path, "a JSON initialisation file", MAX_INIT_FILE_BYTES)
-    try:
-        value = json.loads(data.decode("utf-8"), parse_int=_parse_int)
-    except json.JSONDecodeError as exc:
-        raise InputFileError(path, f"is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputFileError(path, f"cannot be read as UTF-8 JSON text: {exc}") from None
-    except RecursionError:
-        raise InputFileError(path, f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)") from None
-    except ValueError as exc:  # from _parse_int
-        raise InputFileError(path, f"holds {exc}; expected parameter values") from None
-    depth = _nesting_depth(value, MAX_JSON_DEPTH)
-    if depth > MAX_JSON_DEPTH:
-        raise InputFileError(path, f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-    return value
-
-
-def _nesting_depth(value: Any, limit: int) -> int:
-    """How deeply lists/dicts nest in ``value`` (iterative; stops counting past ``limit``)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list | tuple):
-            children = list(item)
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    return load_json_safely(path, "a JSON initialisation file", MAX_INIT_FILE_BYTES)
 
 
 # ------------------------------------------------------------------------------------------- formats
