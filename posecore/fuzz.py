@@ -311,6 +311,15 @@ def fuzz(reader: str, examples: int, seed: int, keep_dir: Path) -> tuple[int, in
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process image, MB: ``VmHWM`` (reset by exec) where /proc has it. Not
+    ``ru_maxrss``: Linux keeps that across exec, so a child started from a big test process (bpy, torch,
+    mediapipe loaded) would report its parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
