@@ -48,7 +48,9 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row = box.row()
         row.enabled = not settings.mask_path
         row.prop(settings, "mask_from_alpha")
-        box.operator("posefit.import_body", icon="IMPORT")
+        row = box.row()
+        row.operator("posefit.import_body", icon="IMPORT")
+        row.operator("posefit.detect_pose", icon="VIEWZOOM")
 
         box = layout.box()
         box.label(text="Look", icon="CAMERA_DATA")
