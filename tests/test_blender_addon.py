@@ -943,3 +943,32 @@ def test_detect_pose_imports_the_body_posed_from_a_photo(ext, tmp_path):
     assert float(mask[v, u]) > 0.5, (u, v)
     bpy.ops.posefit.detect_pose()  # again: replaces, no duplicates
     assert len([o for o in bpy.data.objects if o.type == "ARMATURE"]) == 1
+
+
+def test_fit_frames_can_start_from_the_pose_detected_in_the_first_frame(ext, tmp_path):
+    """'Detect the first frame': with no body in the scene, Fit Frame Range detects the person in the first
+    frame's image (body, camera, mask), fits it, and warm-starts the next frame from it; both are keyframed."""
+    pytest.importorskip("mediapipe", reason="detection needs mediapipe==0.10.14 (requirements.txt)")
+    import shutil
+
+    from matplotlib import cbook
+
+    scene_io, _ = ext
+    _clear_scene()
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    for frame in (1, 2):
+        shutil.copy(photo, tmp_path / f"frame_{frame:04d}.jpg")
+    scene = bpy.context.scene
+    settings = scene.posefit
+    settings.model, settings.init_path, settings.mask_path = "anny", "", ""
+    settings.target_path, settings.target_offset = str(tmp_path / "frame_####.jpg"), 0
+    settings.resolution_from_photo, settings.detect_first_frame = True, True
+    settings.preset, settings.iterations, settings.fit_size = "fast", 2, 96
+    assert scene_io.find_body_objects(bpy.context)[0] is None
+    assert bpy.ops.posefit.fit_frames(frame_start=1, frame_end=2) == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    assert arm is not None and scene.camera is not None
+    assert settings.mask_path.endswith("frame_0001_mask.png") and os.path.isfile(settings.mask_path)
+    keyed = {kp.co[0] for fc in _fcurves(arm) for kp in fc.keyframe_points}
+    assert keyed == {1.0, 2.0}
+    settings.detect_first_frame, settings.iterations, settings.mask_path = False, 0, ""
