@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, default=None, help="iterations per frame")
     parser.add_argument("--fit-size", type=int, default=None, help="longer image side while fitting, pixels")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--detect-first", action="store_true", help="start the first frame from the detected pose")
     parser.add_argument("--vposer", default=None, help="VPoser folder (else the add-on's 'VPoser folder' preference)")
     return parser
 
@@ -138,6 +139,8 @@ def apply_overrides(settings: object, args: argparse.Namespace) -> None:
         settings.target_path = str(pathlib.Path(args.target).resolve())
     if args.mask is not None:
         settings.mask_path = str(pathlib.Path(args.mask).resolve())
+    if args.detect_first:
+        settings.detect_first_frame = True
     if args.vposer is not None:
         os.environ["POSEFIT_VPOSER"] = str(pathlib.Path(args.vposer).resolve())
     if args.mask_from_alpha:
@@ -192,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    driver = frames.FrameRangeDriver(context, frame_list, on_frame_done=frame_done)
+    operators = importlib.import_module(f"{addon.__name__}.operators")
+    detect = operators.first_frame_detector(context)
+    driver = frames.FrameRangeDriver(context, frame_list, on_frame_done=frame_done, detect=detect)
     print(
         f"{PREFIX}: {bpy.data.filepath}: fitting {len(frame_list)} frame(s) {frame_list[0]}..{frame_list[-1]}, "
         f"{driver.steps_per_frame - 1} iterations each, target {driver.source.kind} {driver.source.path}",

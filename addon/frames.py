@@ -85,6 +85,8 @@ class FrameRangeDriver:
         context: Blender context (its scene holds the body, camera and ``scene.posefit`` settings).
         frames: scene frames to fit, in order.
         on_frame_done: called with each :class:`FrameResult` once its keyframes are written.
+        detect: called with the first frame before it is fitted, to start it from a detected pose instead of the
+            body's current one (the frames after it are warm-started as usual); it may replace the body.
     """
 
     def __init__(
@@ -92,14 +94,16 @@ class FrameRangeDriver:
         context: bpy.types.Context,
         frames: Sequence[int],
         on_frame_done: Callable[[FrameResult], None] | None = None,
+        detect: Callable[[int], object] | None = None,
     ) -> None:
         if not frames:
             raise ParameterError("the frame range is empty")
         self.context, self.scene = context, context.scene
         self.frames = list(frames)
         self.on_frame_done = on_frame_done
+        self.detect = detect
         arm_obj, _mesh = scene_io.find_body_objects(context)
-        if arm_obj is None:
+        if arm_obj is None and detect is None:
             raise ParameterError("no PoseFit body in the scene: import one first")
         settings = self.scene.posefit
         self.source = target_source(settings.target_path, settings.target_offset)
@@ -155,6 +159,8 @@ class FrameRangeDriver:
     def _start_frame(self) -> None:
         frame = self.frames[self.index]
         self.scene.frame_set(frame)
+        if self._previous is None and self.detect is not None:
+            self.detect(frame)  # no warm start: begin from the person detected in this frame's image
         arm_obj, _mesh = scene_io.find_body_objects(self.context)
         self._frame_snapshot = scene_io.snapshot_pose(arm_obj)
         if self._previous is not None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import traceback
 
 import bpy
@@ -128,6 +129,81 @@ class POSEFIT_OT_import_body(bpy.types.Operator):  # noqa: N801 (Blender naming 
             return {"CANCELLED"}
         self.report({"INFO"}, f"PoseFit: the free body is ready ({task.elapsed:.0f} s, once per machine)")
         return self.execute(context)
+
+
+def detected_mask_folder() -> str:
+    """Where Detect Pose keeps the person masks it writes: the extension's user folder (``masks/``) when PoseFit
+    runs as an installed extension, else a temporary folder."""
+    import tempfile
+
+    from .properties import ADDON_PACKAGE
+
+    try:
+        return bpy.utils.extension_path_user(ADDON_PACKAGE, path="masks", create=True)
+    except (ValueError, RuntimeError, AttributeError):  # not registered as an extension (a plain script)
+        return tempfile.mkdtemp(prefix="posefit-masks-")
+
+
+class POSEFIT_OT_detect_pose(bpy.types.Operator):  # noqa: N801 (Blender naming convention)
+    """Find the person in the target photo and import the body posed like them, with a camera that sees them as
+    the photo does, and their outline as the person mask (the photo alone: no initialisation file needed)"""
+
+    bl_idname = "posefit.detect_pose"
+    bl_label = "Detect Pose"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.posefit
+        try:
+            if not settings.target_path:
+                raise ParameterError("Detect Pose needs a photo: set 'Target image'")
+            message = detect_and_import(context, context.scene.frame_current)
+        except (PoseFitError, FileNotFoundError) as exc:
+            self.report({"ERROR"}, panel_words(str(exc)))
+            return {"CANCELLED"}
+        settings.status_message = message
+        return {"FINISHED"}
+
+
+def detect_and_import(context: bpy.types.Context, frame: int) -> str:
+    """Detect the person in the target's image of ``frame`` and import the body posed from the landmarks with
+    its camera (replacing the PoseFit objects there are); the detected person mask becomes the panel's
+    'Person mask'. Returns a one-line summary. Used by Detect Pose and by Fit Frames' "Detect the first frame".
+
+    Raises:
+        ParameterError: no person found, a movie target, a bad setting. InputFileError: unreadable photo.
+    """
+    from posecore.detect.photo import photo_start
+    from posecore.io.images import save_image
+
+    settings = context.scene.posefit
+    source = targets.target_source(settings.target_path, settings.target_offset)
+    if source.kind == "movie":
+        raise ParameterError(
+            f"{source.path}: Detect Pose reads photos and image sequences (the current frame's image), not movies: "
+            "export the frame as an image"
+        )
+    photo = source.frame_file(frame)
+    spec = model_spec(context)
+    body = scene_io.get_body(spec, torch_setup(context))
+    from_photo = settings.resolution_from_photo
+    size = source.size(frame) if from_photo else scene_io.render_size(context.scene)
+    start = photo_start(photo, body, size=size)
+    replaced = scene_io.remove_posefit_objects(context.scene)
+    arm_obj, _mesh = scene_io.build_body(context, spec, body, start.init.params)
+    cam_obj = scene_io.make_camera(context, start.init.camera, arm_obj, set_resolution=from_photo)
+    targets.set_background_image(cam_obj, settings.target_path, settings.target_offset)
+    mask_path = os.path.join(detected_mask_folder(), f"{os.path.splitext(os.path.basename(photo))[0]}_mask.png")
+    save_image(mask_path, start.mask)
+    settings.mask_path, settings.mask_from_alpha = mask_path, False
+    show_shape(settings, body, start.init.params.shape)
+    context.view_layer.objects.active = arm_obj
+    summary = start.summary()
+    again = " (replacing the previous PoseFit body and camera)" if replaced else ""
+    return (
+        f"Detected the person in {os.path.basename(photo)}: focal {summary['focal_px']:.0f} px "
+        f"({start.focal_source}), landmarks reprojected within {summary['reprojection_px']:.1f} px{again}"
+    )
 
 
 def show_shape(settings: bpy.types.PropertyGroup, body: object, shape: torch.Tensor) -> None:
@@ -373,13 +449,27 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
     bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
 
     frame_start: bpy.props.IntProperty(name="Start", description="First frame (-1 = the scene's start)", default=-1)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        """A body to fit, or 'Detect the first frame' (which imports one)."""
+        return context.scene.posefit.detect_first_frame or scene_io.find_body_objects(context)[0] is not None
     frame_end: bpy.props.IntProperty(name="End", description="Last frame (-1 = the scene's end)", default=-1)
 
     def _make_driver(self, context: bpy.types.Context) -> frames.FrameRangeDriver:
         scene = context.scene
         start = scene.frame_start if self.frame_start < 0 else self.frame_start
         end = scene.frame_end if self.frame_end < 0 else self.frame_end
-        return frames.FrameRangeDriver(context, frames.parse_frame_range(f"{start}-{end}"))
+        return frames.FrameRangeDriver(
+            context, frames.parse_frame_range(f"{start}-{end}"), detect=first_frame_detector(context)
+        )
+
+
+def first_frame_detector(context: bpy.types.Context):
+    """``detect`` for :class:`~.frames.FrameRangeDriver` when 'Detect the first frame' is on, else None."""
+    if not context.scene.posefit.detect_first_frame:
+        return None
+    return lambda frame: detect_and_import(context, frame)
 
 
 def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -> set[str]:
@@ -407,6 +497,7 @@ def handle_event(driver: FitDriver | frames.FrameRangeDriver, event_type: str) -
 
 CLASSES = (
     POSEFIT_OT_import_body,
+    POSEFIT_OT_detect_pose,
     POSEFIT_OT_fit,
     POSEFIT_OT_fit_frames,
     POSEFIT_OT_reset_pose,

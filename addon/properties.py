@@ -235,6 +235,12 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         default=256,
         min=16,
     )
+    detect_first_frame: BoolProperty(
+        name="Detect the first frame",
+        description="Fit Frame Range starts from the person detected in the first frame's image (body, camera and "
+        "person mask, as Detect Pose), not from the body's current pose; later frames start from the frame before",
+        default=False,
+    )
     keyframe: BoolProperty(
         name="Keyframe",
         description="Insert keyframes for the fitted bones (and the camera, if the fit turned it) at the current frame",

@@ -48,7 +48,9 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row = box.row()
         row.enabled = not settings.mask_path
         row.prop(settings, "mask_from_alpha")
-        box.operator("posefit.import_body", icon="IMPORT")
+        row = box.row()
+        row.operator("posefit.import_body", icon="IMPORT")
+        row.operator("posefit.detect_pose", icon="VIEWZOOM")
 
         box = layout.box()
         box.label(text="Look", icon="CAMERA_DATA")
@@ -80,8 +82,9 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row = box.row(align=True)
         row.prop(context.scene, "frame_start", text="Start")
         row.prop(context.scene, "frame_end", text="End")
+        box.prop(settings, "detect_first_frame")
         row = box.row()
-        row.enabled = armature is not None
+        row.enabled = armature is not None or settings.detect_first_frame
         row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
 
         if not (settings.status_fitted or settings.status_message):

@@ -900,3 +900,75 @@ def test_smplify_x_default_result_imports_with_the_vposer_preference(ext, synthe
     angle = rotation_angle_between(axis_angle_to_matrix(got), axis_angle_to_matrix(decoded))
     assert float(angle.max()) < 1e-3  # radians
     prefs.vposer_folder = ""
+
+
+def test_detect_pose_imports_the_body_posed_from_a_photo(ext, tmp_path):
+    """Detect Pose on a real photo (matplotlib's public-domain Grace Hopper portrait): the body and its camera are
+    imported, the render resolution is the photo's, the detected person mask is written and chosen, and the
+    body's head projects into the photo near where MediaPipe saw the face."""
+    pytest.importorskip("mediapipe", reason="Detect Pose needs mediapipe==0.10.14 (requirements.txt)")
+    from matplotlib import cbook
+
+    from posecore.io.images import image_size, load_mask
+
+    scene_io, _ = ext
+    _clear_scene()
+    photo = str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    settings = bpy.context.scene.posefit
+    settings.model, settings.init_path, settings.target_path = "anny", "", photo
+    settings.mask_path, settings.resolution_from_photo = "", True
+    assert bpy.ops.posefit.detect_pose() == {"FINISHED"}
+    assert settings.status_message.startswith("Detected the person in grace_hopper.jpg")
+    arm, mesh = scene_io.find_body_objects(bpy.context)
+    assert arm is not None and mesh is not None and bpy.context.scene.camera is not None
+    width, height = image_size(photo)
+    render = bpy.context.scene.render
+    assert (render.resolution_x, render.resolution_y) == (width, height)
+    assert os.path.isfile(settings.mask_path)
+    mask = load_mask(settings.mask_path, size=(width, height))
+    assert 0.1 < float(mask.mean()) < 0.9  # a person, not the whole frame
+    spec = str(arm[scene_io.MODEL_KEY])
+    body = scene_io.get_body(spec)
+    rig = scene_io.get_rig(spec, body, torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    params = scene_io.body_params(arm, body, rig)
+    camera = scene_io.camera_in_model_frame(bpy.context.scene, bpy.context.scene.camera, arm)
+    with torch.no_grad():
+        joints = body(params).joints
+    uv, depth = camera.project(joints)
+    assert bool((depth > 0).all())
+    # the head is the highest joint in the image and lies on the person (inside the mask)
+    top = int(uv[:, 1].argmin())
+    u, v = (round(float(x)) for x in uv[top])
+    assert 0 <= u < width and 0 <= v < height
+    assert float(mask[v, u]) > 0.5, (u, v)
+    bpy.ops.posefit.detect_pose()  # again: replaces, no duplicates
+    assert len([o for o in bpy.data.objects if o.type == "ARMATURE"]) == 1
+
+
+def test_fit_frames_can_start_from_the_pose_detected_in_the_first_frame(ext, tmp_path):
+    """'Detect the first frame': with no body in the scene, Fit Frame Range detects the person in the first
+    frame's image (body, camera, mask), fits it, and warm-starts the next frame from it; both are keyframed."""
+    pytest.importorskip("mediapipe", reason="detection needs mediapipe==0.10.14 (requirements.txt)")
+    import shutil
+
+    from matplotlib import cbook
+
+    scene_io, _ = ext
+    _clear_scene()
+    photo = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    for frame in (1, 2):
+        shutil.copy(photo, tmp_path / f"frame_{frame:04d}.jpg")
+    scene = bpy.context.scene
+    settings = scene.posefit
+    settings.model, settings.init_path, settings.mask_path = "anny", "", ""
+    settings.target_path, settings.target_offset = str(tmp_path / "frame_####.jpg"), 0
+    settings.resolution_from_photo, settings.detect_first_frame = True, True
+    settings.preset, settings.iterations, settings.fit_size = "fast", 2, 96
+    assert scene_io.find_body_objects(bpy.context)[0] is None
+    assert bpy.ops.posefit.fit_frames(frame_start=1, frame_end=2) == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    assert arm is not None and scene.camera is not None
+    assert settings.mask_path.endswith("frame_0001_mask.png") and os.path.isfile(settings.mask_path)
+    keyed = {kp.co[0] for fc in _fcurves(arm) for kp in fc.keyframe_points}
+    assert keyed == {1.0, 2.0}
+    settings.detect_first_frame, settings.iterations, settings.mask_path = False, 0, ""
