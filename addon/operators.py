@@ -454,6 +454,7 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
     def poll(cls, context: bpy.types.Context) -> bool:
         """A body to fit, or 'Detect the first frame' (which imports one)."""
         return context.scene.posefit.detect_first_frame or scene_io.find_body_objects(context)[0] is not None
+
     frame_end: bpy.props.IntProperty(name="End", description="Last frame (-1 = the scene's end)", default=-1)
 
     def _make_driver(self, context: bpy.types.Context) -> frames.FrameRangeDriver:
