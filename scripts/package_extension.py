@@ -65,9 +65,21 @@ LOCK_NAME = "scripts/extension_wheels.lock"
 """The committed lock list (relative to the source folder): ``[platform]`` sections of wheel file names."""
 PYTHON_VERSION = (3, 11)  # Blender 4.2 to 5.0 ship CPython 3.11
 
-#: What posecore needs at run time inside Blender (av decodes movie targets; matplotlib is for figures only,
-#: mitsuba is an optional backend that also needs a system LLVM 19: neither of those two is bundled).
-ROOTS: tuple[str, ...] = ("torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28", "av==18.1.0")
+#: What posecore needs at run time inside Blender (av decodes movie targets; mediapipe detects the person for
+#: Detect Pose, and ``import mediapipe`` loads cv2 and matplotlib; mitsuba is an optional backend that also needs
+#: a system LLVM 19: not bundled). The last two entries only constrain what mediapipe asks for: opencv 4.12+ and
+#: protobuf 5 need numpy 2, and Blender ships numpy 1.26.
+ROOTS: tuple[str, ...] = (
+    "torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28", "av==18.1.0",
+    "mediapipe==0.10.14", "opencv-contrib-python<4.12", "protobuf<5",
+)  # fmt: skip
+
+#: Requirements of bundled packages that are left out on purpose, with the reason.
+NOT_BUNDLED: dict[str, str] = {
+    "jax": "mediapipe lists it, but its pose, landmark and segmentation API never imports it",
+    "jaxlib": "mediapipe lists it, but its pose, landmark and segmentation API never imports it",
+    "sounddevice": "mediapipe lists it for audio tasks; the pose API never imports it",
+}
 
 #: Packages Blender's bundled Python already has (the ``bpy`` wheel's own requirements mirror them), with the
 #: version Blender 4.2 to 5.0 ship where a requirement must be checked against it (``None``: not checked).
@@ -259,6 +271,8 @@ def resolve_platform(
     while queue:
         requirement, owner = queue.popleft()
         name = canonicalize_name(requirement.name)
+        if name in NOT_BUNDLED:
+            continue
         if name in PROVIDED:
             have = PROVIDED[name]
             if have is not None and not requirement.specifier.contains(have, prereleases=True):

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.blender]
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODULE = "bl_ext.user_default.posefit"
 #: Imported inside Blender after enabling: each must come from the bundled wheels (numpy from Blender itself).
-BUNDLED_MODULES = ("torch", "anny", "smplx", "PIL", "tqdm", "trimesh", "roma", "warp", "av")
+BUNDLED_MODULES = ("torch", "anny", "smplx", "PIL", "tqdm", "trimesh", "roma", "warp", "av", "mediapipe", "cv2")
 _IGNORE = shutil.ignore_patterns(".git", "tests", "docs", "dist", "wheels", "out", "build", ".*", "__pycache__")
 
 
@@ -130,6 +130,11 @@ def test_zip_bundles_cpu_torch_and_every_listed_wheel(built):
     assert any(w.startswith("wheels/anny-0.6.2-") for w in wheels)
     assert any(w.startswith("wheels/smplx-0.1.28-") for w in wheels)
     assert not any(w.startswith(("wheels/numpy-", "wheels/nvidia")) for w in wheels)  # Blender ships numpy
+    # Detect Pose: mediapipe with the libraries its pose API imports; jax, jaxlib and sounddevice (listed by
+    # mediapipe, never imported by the pose API) are left out
+    assert any(w.startswith("wheels/mediapipe-0.10.14-") for w in wheels)
+    assert any(w.startswith("wheels/opencv_contrib_python-4.11.") for w in wheels)
+    assert not any(w.startswith(("wheels/jax-", "wheels/jaxlib-", "wheels/sounddevice-")) for w in wheels)
     assert "posecore/__init__.py" in names and "addon/__init__.py" in names and "__init__.py" in names
     assert not any(n.startswith(("tests/", "docs/", "scripts/", ".git")) for n in names)
 
@@ -166,6 +171,10 @@ def test_zip_installs_enables_and_imports_its_wheels(built):
         addon_utils.enable({MODULE!r}, default_set=True, handle_error=_raise)
         import posecore, torch
         files = {{name: importlib.import_module(name).__file__ for name in {BUNDLED_MODULES!r}}}
+        from mediapipe.python.solutions import pose  # what Detect Pose uses, from the bundled wheels
+        with pose.Pose(static_image_mode=True, model_complexity=1) as detector:
+            import numpy as np
+            detector.process(np.zeros((64, 64, 3), np.uint8))  # its bundled models load offline
         print("RESULT " + json.dumps({{
             "operators": [hasattr(bpy.ops.posefit, op) for op in ("import_body", "fit")],
             "panel": "POSEFIT_PT_main" in dir(bpy.types),
