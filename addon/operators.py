@@ -452,8 +452,8 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        """A body to fit, or 'Detect the first frame' (which imports one)."""
-        return context.scene.posefit.detect_first_frame or scene_io.find_body_objects(context)[0] is not None
+        """A body to fit, or a target to detect the first frame's body in."""
+        return bool(context.scene.posefit.target_path) or scene_io.find_body_objects(context)[0] is not None
 
     frame_end: bpy.props.IntProperty(name="End", description="Last frame (-1 = the scene's end)", default=-1)
 
@@ -467,8 +467,10 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
 
 
 def first_frame_detector(context: bpy.types.Context):
-    """``detect`` for :class:`~.frames.FrameRangeDriver` when 'Detect the first frame' is on, else None."""
-    if not context.scene.posefit.detect_first_frame:
+    """``detect`` for :class:`~.frames.FrameRangeDriver`: when 'Detect the first frame' is on, or when the scene
+    has no PoseFit body yet (nothing to warm-start the first frame from); else None."""
+    has_body = scene_io.find_body_objects(context)[0] is not None
+    if has_body and not context.scene.posefit.detect_first_frame:
         return None
     return lambda frame: detect_and_import(context, frame)
 

@@ -238,7 +238,8 @@ class PoseFitSettings(bpy.types.PropertyGroup):
     detect_first_frame: BoolProperty(
         name="Detect the first frame",
         description="Fit Frame Range starts from the person detected in the first frame's image (body, camera and "
-        "person mask, as Detect Pose), not from the body's current pose; later frames start from the frame before",
+        "person mask, as Detect Pose), not from the body's current pose; later frames start from the frame before. "
+        "Without a PoseFit body in the scene the first frame is always detected",
         default=False,
     )
     keyframe: BoolProperty(

@@ -84,7 +84,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.prop(context.scene, "frame_end", text="End")
         box.prop(settings, "detect_first_frame")
         row = box.row()
-        row.enabled = armature is not None or settings.detect_first_frame
+        row.enabled = armature is not None or bool(settings.target_path)
         row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
 
         if not (settings.status_fitted or settings.status_message):
