@@ -469,9 +469,10 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
 def first_frame_detector(context: bpy.types.Context):
     """``detect`` for :class:`~.frames.FrameRangeDriver`: when 'Detect the first frame' is on, or when the scene
     has no PoseFit body yet (nothing to warm-start the first frame from); else None."""
+    settings = context.scene.posefit
     has_body = scene_io.find_body_objects(context)[0] is not None
-    if has_body and not context.scene.posefit.detect_first_frame:
-        return None
+    if not settings.target_path or (has_body and not settings.detect_first_frame):
+        return None  # nothing to detect in, or a body to warm-start from
     return lambda frame: detect_and_import(context, frame)
 
 
