@@ -943,6 +943,7 @@ def test_detect_pose_imports_the_body_posed_from_a_photo(ext, tmp_path):
     assert float(mask[v, u]) > 0.5, (u, v)
     bpy.ops.posefit.detect_pose()  # again: replaces, no duplicates
     assert len([o for o in bpy.data.objects if o.type == "ARMATURE"]) == 1
+    settings.target_path = settings.mask_path = ""
 
 
 def test_fit_frames_can_start_from_the_pose_detected_in_the_first_frame(ext, tmp_path):
@@ -972,4 +973,4 @@ def test_fit_frames_can_start_from_the_pose_detected_in_the_first_frame(ext, tmp
     assert settings.mask_path.endswith("frame_0001_mask.png") and os.path.isfile(settings.mask_path)
     keyed = {kp.co[0] for fc in _fcurves(arm) for kp in fc.keyframe_points}
     assert keyed == {1.0, 2.0}
-    settings.detect_first_frame, settings.iterations, settings.mask_path = False, 0, ""
+    settings.detect_first_frame, settings.iterations, settings.mask_path, settings.target_path = False, 0, "", ""

@@ -74,6 +74,9 @@ def scene(anny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batch")
 
     _clear_scene()
+    empty = bpy.context.scene.posefit  # neither a body nor a target (with a target, a batch detects the body)
+    empty.target_path = empty.mask_path = empty.init_path = ""
+    empty.detect_first_frame = False
     empty_blend = tmp / "empty.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(empty_blend), copy=True)
 
