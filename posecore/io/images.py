@@ -14,9 +14,11 @@ float values, so downscaling averages pixels instead of aliasing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,29 @@ def _file_in_memory(path: str | os.PathLike[str]) -> tuple[Path, io.BytesIO]:
     return p, io.BytesIO(read_regular_file(p, "an image file", MAX_IMAGE_FILE_BYTES))
 
 
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError)
+"""What PIL raises on corrupt or truncated image data."""
+
+
+@contextlib.contextmanager
+def _opened_image(path: str | os.PathLike[str], problem: str) -> Iterator[tuple[Path, Image.Image]]:
+    """The checked file opened by PIL from memory (pixel cap applied); any failure while it is open, including
+    in the caller's block, becomes one InputFileError naming the file (``problem`` says what failed)."""
+    p, data = _file_in_memory(path)
+    try:
+        with Image.open(data) as img:
+            _check_pixels(p, img)
+            yield p, img
+    except InputFileError:
+        raise
+    except UnidentifiedImageError:
+        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
+    except Image.DecompressionBombError as exc:
+        raise InputFileError(p, f"is too large to load safely: {exc}") from None
+    except _DECODE_ERRORS as exc:
+        raise InputFileError(p, f"{problem}: {exc}") from None
+
+
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) of an image as viewers show it and :func:`load_image` returns it (EXIF orientation
     applied: a phone photo stored 4000 x 3000 and turned a quarter is 3000 x 4000), from its header only.
@@ -78,21 +103,10 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     Raises:
         InputFileError: missing, a folder or not a regular file, not an image, or beyond MAX_IMAGE_PIXELS.
     """
-    p, data = _file_in_memory(path)
-    try:
-        with Image.open(data) as img:
-            _check_pixels(p, img)
-            width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: a quarter turn
-    except InputFileError:
-        raise
-    except UnidentifiedImageError:
-        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputFileError(p, f"is too large to load safely: {exc}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InputFileError(p, f"cannot be read as an image (corrupt?): {exc}") from None
+    with _opened_image(path, "cannot be read as an image (corrupt?)") as (_p, img):
+        width, height = img.size
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        return (height, width) if orientation in (5, 6, 7, 8) else (width, height)  # 5-8: a quarter turn
 
 
 def image_exif_tag(path: str | os.PathLike[str], tag: int, ifd: int | None = None) -> object | None:
@@ -102,33 +116,19 @@ def image_exif_tag(path: str | os.PathLike[str], tag: int, ifd: int | None = Non
     A photo whose metadata cannot be read simply has no such tag.
     """
     try:
-        _p, data = _file_in_memory(path)
-        with Image.open(data) as img:
-            _check_pixels(_p, img)
+        with _opened_image(path, "has unreadable metadata") as (_p, img):
             exif = img.getexif()
             return (exif.get_ifd(ifd) if ifd is not None else exif).get(tag)
-    except (InputFileError, UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
-            EOFError, struct.error, IndexError, TypeError, KeyError):  # fmt: skip
+    except (InputFileError, KeyError):
         return None
 
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied; InputFileError on any failure."""
-    p, data = _file_in_memory(path)
-    try:
-        with Image.open(data) as img:
-            _check_pixels(p, img)
-            img.load()  # decode now: truncated files fail here, not later
-            oriented = ImageOps.exif_transpose(img)
-            return oriented if oriented is not img else img.copy()
-    except InputFileError:
-        raise
-    except UnidentifiedImageError:
-        raise InputFileError(p, "is not an image PIL can read (unknown format or corrupt)") from None
-    except Image.DecompressionBombError as exc:
-        raise InputFileError(p, f"is too large to load safely: {exc}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
-        raise InputFileError(p, f"cannot be decoded (corrupt or truncated image?): {exc}") from None
+    with _opened_image(path, "cannot be decoded (corrupt or truncated image?)") as (_p, img):
+        img.load()  # decode now: truncated files fail here, not later
+        oriented = ImageOps.exif_transpose(img)
+        return oriented if oriented is not img else img.copy()
 
 
 def same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
