@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posecore.bench.markdown_sections import write_marked_section
 from posecore.bodies.base import BodyModel, BodyParams
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import BackendUnavailableError, PoseFitError
@@ -497,17 +498,7 @@ def markdown_section(data: dict) -> str:
 
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between the accuracy markers of ``path`` (creating the file or the markers if needed)."""
-    from posecore.io.atomic import atomic_write_text
-
-    block = f"{START_MARKER}\n{section}{END_MARKER}"
-    text = path.read_text() if path.exists() else "# PoseFit results\n\n## Accuracy\n\n"
-    if START_MARKER in text and END_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        _, tail = rest.split(END_MARKER, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    atomic_write_text(path, text)
+    write_marked_section(path, section, START_MARKER, END_MARKER, new_file_text="# PoseFit results\n\n## Accuracy\n\n")
 
 
 def machine_line() -> str:

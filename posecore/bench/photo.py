@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from posecore.bench.accuracy import SceneResult, grid_png, load_scene, machine_line, scene_folders, scene_kind
+from posecore.bench.markdown_sections import write_marked_section
 from posecore.bodies.base import BodyModel, BodyParams
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import PoseFitError
@@ -311,17 +312,7 @@ def merge_results(path: Path, rows: list[dict], timings: list[dict], run: dict, 
 
 def write_section(path: Path, section: str) -> None:
     """Put ``section`` between the photo markers of ``path`` (appending a heading and the markers if absent)."""
-    from posecore.io.atomic import atomic_write_text
-
-    block = f"{START_MARKER}\n{section}{END_MARKER}"
-    text = path.read_text() if path.exists() else "# PoseFit results\n"
-    if START_MARKER in text and END_MARKER in text:
-        head, rest = text.split(START_MARKER, 1)
-        _, tail = rest.split(END_MARKER, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## From a photo alone\n\n" + block + "\n"
-    atomic_write_text(path, text)
+    write_marked_section(path, section, START_MARKER, END_MARKER, heading="From a photo alone")
 
 
 def main(argv: list[str] | None = None) -> int:
