@@ -138,7 +138,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         truth = params_from_init(prepared.body, read_init(args.truth), vposer=prepared.problem.vposer)
     metrics = summarise(prepared.body, states, prepared.problem.target, truth)
     settings = prepared.settings("fit")
-    settings["preset"], settings["optimise"] = fitter.preset.name, list(fitter.preset.optimise)
     settings.update(photo_settings(prepared, args, photo))
     write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))

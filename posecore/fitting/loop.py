@@ -179,6 +179,15 @@ class FitProblem:
             self.keypoints.validate(self.body.num_joints)
 
 
+def effective_preset(preset: Preset, problem: FitProblem) -> Preset:
+    """The preset a fit of ``problem`` runs: with ``latent_pose_when_available``, a VPoser decoder and an SMPL-X
+    body, theta_b is optimised as VPoser's code ("vposer") instead of axis-angle ("pose")."""
+    latent_ok = problem.vposer is not None and set(VPOSER_JOINTS) <= set(problem.body.joint_names)
+    if preset.latent_pose_when_available and latent_ok and "pose" in preset.optimise:
+        return preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
+    return preset
+
+
 class PoseFitter:
     """Optimise upstream parameters (pose, camera angle, ...) of a body to match a photo (Eq. 5).
 
@@ -190,14 +199,7 @@ class PoseFitter:
     def __init__(self, problem: FitProblem, preset: Preset) -> None:
         preset.validate()
         problem.validate()
-        smplx_body = set(VPOSER_JOINTS) <= set(problem.body.joint_names)
-        if (
-            preset.latent_pose_when_available
-            and problem.vposer is not None
-            and smplx_body
-            and "pose" in preset.optimise
-        ):
-            preset = preset.with_overrides(optimise=tuple("vposer" if o == "pose" else o for o in preset.optimise))
+        preset = effective_preset(preset, problem)
         self.problem = problem
         self.preset = preset
         body = problem.body

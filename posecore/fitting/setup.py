@@ -22,7 +22,7 @@ from posecore.bodies.vposer import VPoserDecoder
 from posecore.cameras.init_camera import camera_from_init
 from posecore.errors import InputFileError, ParameterError
 from posecore.fitting.look import Look
-from posecore.fitting.loop import FitProblem, PoseFitter
+from posecore.fitting.loop import FitProblem, PoseFitter, effective_preset
 from posecore.fitting.presets import DEFAULT_PRESET, Preset, get_preset
 from posecore.io.images import load_mask
 from posecore.io.init_files import BodyInit, read_init
@@ -110,20 +110,21 @@ class PreparedFit:
     def settings(self, command: str) -> dict:
         """The ``settings`` block of ``result.json``: how this fit was made (JSON-ready)."""
         o = self.options
+        preset = effective_preset(self.preset, self.problem)  # e.g. the paper preset in VPoser's space
         return {
             "command": command,
             "image": self.target.source,
             "init": self.init.source,
             "model": o.model,
-            "preset": self.preset.name,
+            "preset": preset.name,
             "renderer": self.problem.renderer.name,
             "part": o.part,
             "crop": self.crop,
             "mask": o.mask,
             "vposer": o.vposer,
-            "iterations": self.preset.iterations,
-            "optimise": list(self.preset.optimise),
-            "prior_weight": self.preset.prior_weight,
+            "iterations": preset.iterations,
+            "optimise": list(preset.optimise),
+            "prior_weight": preset.prior_weight,
             "size": list(self.size),
             "threads": torch.get_num_threads(),
         }
