@@ -137,7 +137,7 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *rest: An
     numel = 1
     for n in size_t:
         numel *= n
-    if numel * torch.empty((), dtype=storage.dtype).element_size() > MAX_TENSOR_BYTES:
+    if numel * storage.dtype.itemsize > MAX_TENSOR_BYTES:
         raise _RefusedError(f"a tensor of shape {size_t} (more than {MAX_TENSOR_BYTES} bytes)")
     if all(s > 0 for s in size_t):
         last = off + sum((n - 1) * st for n, st in zip(size_t, stride_t, strict=True))
@@ -192,7 +192,7 @@ class _Unpickler(pickle.Unpickler):
             raise _RefusedError("a storage of an unknown type")
         if not isinstance(numel, int) or numel < 0:
             raise _RefusedError(f"a storage with {numel!r} elements")
-        if numel * torch.empty((), dtype=dtype).element_size() > MAX_CHECKPOINT_BYTES:
+        if numel * dtype.itemsize > MAX_CHECKPOINT_BYTES:
             raise _RefusedError(f"a storage of {numel} elements (more than the file can hold)")
         ref = self.storages.setdefault(key, _StorageRef(dtype, key, numel))
         if ref.dtype != dtype or ref.numel != numel:
@@ -278,7 +278,7 @@ def _read_zip(path: Path, raw: bytes) -> Any:
         obj = _unpickle(member(pickles[0].filename, MAX_PICKLE_BYTES), storages)
         total = 0
         for key, ref in storages.items():
-            nbytes = ref.numel * torch.empty((), dtype=ref.dtype).element_size()
+            nbytes = ref.numel * ref.dtype.itemsize
             total += nbytes
             if total > MAX_CHECKPOINT_BYTES:
                 raise _RefusedError(f"storages of more than {MAX_CHECKPOINT_BYTES} bytes")
@@ -328,7 +328,7 @@ def _read_legacy(path: Path, raw: bytes) -> Any:
         (count,) = struct.unpack_from("<q", raw, pos)
         if count != ref.numel:
             raise _RefusedError(f"storage {key[:40]!r} holds {count} elements, {ref.numel} declared")
-        nbytes = count * torch.empty((), dtype=ref.dtype).element_size()
+        nbytes = count * ref.dtype.itemsize
         ref.data = raw[pos + 8 : pos + 8 + nbytes]
         if len(ref.data) != nbytes:
             raise _RefusedError(f"storage {key[:40]!r} is truncated")
