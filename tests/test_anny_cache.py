@@ -11,6 +11,7 @@ import torch
 
 anny = pytest.importorskip("anny", reason="the free body model needs the anny package")
 
+import anny.models.facial_actions as facial_actions  # noqa: E402
 import anny.models.full_model as full_model  # noqa: E402
 import roma  # noqa: E402
 from anny.paths import get_anny_root_dir  # noqa: E402
@@ -33,6 +34,30 @@ def test_fast_parser_matches_anny_bit_for_bit(path: pathlib.Path) -> None:
     expected = full_model.load_blend_shape(path, VERTICES, WORLD, torch.float64)
     got = anny_cache.load_blend_shape_fast(path, VERTICES, WORLD, torch.float64)
     assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+def _plain_targets() -> list[pathlib.Path]:
+    folder = pathlib.Path(get_anny_root_dir()) / "data" / "faceunits01" / "targets" / "faceunits"
+    return sorted(folder.glob("*.target"))[::13]
+
+
+@pytest.mark.parametrize("path", _plain_targets(), ids=lambda p: p.name)
+def test_fast_plain_parser_matches_anny_bit_for_bit(path: pathlib.Path) -> None:
+    """The facial-expression targets: plain text with ``#`` comment lines."""
+    expected = facial_actions.load_plain_target(path, VERTICES, WORLD, torch.float64)
+    got = anny_cache.load_plain_target_fast(path, VERTICES, WORLD, torch.float64)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+def test_fast_parsers_skip_comments_and_blank_lines_like_anny(tmp_path: pathlib.Path) -> None:
+    plain = tmp_path / "commented.target"
+    plain.write_text("# a comment\n\n  4 -.775 10.205 0.1\n# 5 1 1 1\n6 1e-3 -0 2\n")
+    got = anny_cache.load_plain_target_fast(plain, 10, WORLD, torch.float64)
+    assert torch.equal(got, facial_actions.load_plain_target(plain, 10, WORLD, torch.float64))
+    assert torch.count_nonzero(got.abs().sum(dim=1)) == 2
+    empty = tmp_path / "empty.target.gz"
+    empty.write_bytes(gzip.compress(b""))
+    assert torch.equal(anny_cache.load_blend_shape_fast(empty, 10, WORLD, torch.float64), torch.zeros(10, 3))
 
 
 def test_fast_parser_rejects_bad_files(tmp_path: pathlib.Path) -> None:
@@ -66,12 +91,14 @@ def test_fast_build_saves_only_the_final_model_data_and_restores_anny(tmp_path: 
     try:
         with anny_cache.fast_build():
             assert full_model.load_blend_shape is anny_cache.load_blend_shape_fast
+            assert facial_actions.load_plain_target is anny_cache.load_plain_target_fast
             for name in ("load_data_1.safetensors", "build_model_data_2.safetensors", "build_compact_model_data_3.st"):
                 ModelData.save_safetensors(object(), tmp_path / name)
         assert saved == ["build_compact_model_data_3.st"]
     finally:
         ModelData.save_safetensors = original_save
     assert full_model.load_blend_shape is original_load and torch.get_num_threads() == threads
+    assert facial_actions.load_plain_target is not anny_cache.load_plain_target_fast
 
 
 def test_prune_keeps_the_final_file_only(tmp_path: pathlib.Path) -> None:

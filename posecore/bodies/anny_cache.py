@@ -8,10 +8,11 @@
 - ``build_compact_model_data_*`` (about 50 MB): the phenotype blend shapes reduced to a compact basis.
 
 An ``Anny()`` whose compact file exists loads only that one; the other two are intermediate steps PoseFit never
-reads again. Almost all the time goes into parsing about 1,100 gzipped target files line by line with one small
-tensor per line. :func:`fast_build` changes exactly those two things while Anny builds: the targets are parsed
-with numpy (the same float64 values, bit for bit: ``tests/test_anny_cache.py``), and only the compact file is
-written. Everything else (which targets, the rig, the compaction) is Anny's own code.
+reads again. Most of the time went into parsing about 1,100 gzipped target files (and 52 plain-text expression
+targets) line by line with one small tensor per line. :func:`fast_build` changes exactly those two things while
+Anny builds: the targets are parsed with numpy's C reader (the same float64 values, bit for bit:
+``tests/test_anny_cache.py``), and only the compact file is written. Everything else (which targets, the rig,
+the compaction) is Anny's own code. ``python -m posecore.bench first-use`` measures a build from nothing.
 
 :func:`prune` removes intermediate files an earlier, plain build left behind.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import logging
 import os
 import pathlib
@@ -34,41 +36,60 @@ INTERMEDIATE_PREFIXES = ("load_data_", "build_model_data_")
 FINAL_PREFIX = "build_compact_model_data_"
 
 
-def load_blend_shape_fast(filename, vertices_count: int, world_transformation, dtype: torch.dtype) -> torch.Tensor:
-    """Drop-in for ``anny.models.full_model.load_blend_shape``: one MakeHuman target file (gzipped text,
-    ``index dx dy dz`` per line, decimetres) -> (vertices_count, 3) offsets in Anny's frame (metres, Z-up).
+def read_target_offsets(text: bytes, filename, vertices_count: int) -> np.ndarray:
+    """One MakeHuman target's text (``index dx dy dz`` per line; blank and ``#`` lines skipped) -> (vertices_count,
+    3) float64 offsets in the file's units, zero for vertices the file does not name.
 
-    Parses the whole file with numpy instead of a tensor per line; values are identical.
+    Values are exactly those ``float()`` gives (numpy's C parser rounds correctly); a repeated index keeps its last
+    line, as anny does. Raises ValueError naming the file for rows that are not four numbers or an index out of
+    range.
     """
-    with gzip.open(filename, "rb") as archive:
-        text = archive.read().decode("ascii")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # numpy warns when it stops early: checked below
-        values = np.fromstring(text, dtype=np.float64, sep=" ")  # C strtod: the values float() gives
-    rows, rest = divmod(values.size, 4)
-    if rest or rows != text.count("\n") + (0 if text.endswith("\n") or not text else 1):
-        lines = sum(1 for line in text.splitlines() if line.strip())  # blank lines are fine; bad values are not
-        if rest or rows != lines:
-            raise ValueError(f"{filename}: expected 'index dx dy dz' lines, got {values.size} values on {lines} lines")
-    table = values.reshape(-1, 4)
-    ids = table[:, 0].astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= vertices_count or not np.array_equal(ids, table[:, 0])):
-        raise ValueError(f"{filename}: vertex index out of range 0..{vertices_count - 1}")
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": an empty target is valid
+        try:
+            table = np.loadtxt(io.BytesIO(text), dtype=np.float64, comments="#", ndmin=2)
+        except ValueError as exc:
+            raise ValueError(f"{filename}: expected 'index dx dy dz' lines ({exc})") from exc
     offsets = np.zeros((vertices_count, 3), dtype=np.float64)
+    if table.size == 0:
+        return offsets
+    if table.shape[1] != 4:
+        raise ValueError(f"{filename}: expected 'index dx dy dz' lines, got {table.shape[1]} values per line")
+    ids = table[:, 0].astype(np.int64)
+    if ids.min() < 0 or ids.max() >= vertices_count or not np.array_equal(ids, table[:, 0]):
+        raise ValueError(f"{filename}: vertex index out of range 0..{vertices_count - 1}")
     offsets[ids] = table[:, 1:]  # the last line of a repeated index wins, as in anny
-    blend_shape = torch.from_numpy(offsets).to(dtype)
-    return world_transformation.apply(blend_shape)
+    return offsets
+
+
+def load_blend_shape_fast(filename, vertices_count: int, world_transformation, dtype: torch.dtype) -> torch.Tensor:
+    """Drop-in for ``anny.models.full_model.load_blend_shape``: one gzipped MakeHuman target file (decimetres)
+    -> (vertices_count, 3) offsets in Anny's frame (metres, Z-up). Same values as anny's line-by-line parser."""
+    with gzip.open(filename, "rb") as archive:
+        text = archive.read()
+    offsets = torch.from_numpy(read_target_offsets(text, filename, vertices_count)).to(dtype)
+    return world_transformation.apply(offsets)
+
+
+def load_plain_target_fast(filename, vertices_count: int, world_transformation, dtype: torch.dtype) -> torch.Tensor:
+    """Drop-in for ``anny.models.facial_actions.load_plain_target``: the same for a plain-text target (the
+    facial expressions)."""
+    text = pathlib.Path(filename).read_bytes()
+    offsets = torch.from_numpy(read_target_offsets(text, filename, vertices_count)).to(dtype)
+    return world_transformation.apply(offsets)
 
 
 @contextlib.contextmanager
 def fast_build(on_step: Callable[[str], object] | None = None) -> Iterator[None]:
-    """While active: anny parses targets with :func:`load_blend_shape_fast`, caches only the final (compact)
-    model data, and torch may use every core (restored afterwards). ``on_step`` receives a short description of
-    each build step as anny logs it."""
+    """While active: anny parses targets with :func:`load_blend_shape_fast` and :func:`load_plain_target_fast`,
+    caches only the final (compact) model data, and torch may use every core (restored afterwards). ``on_step``
+    receives a short description of each build step as anny logs it."""
+    import anny.models.facial_actions as facial_actions
     import anny.models.full_model as full_model
     from anny.models.model_data import ModelData
 
     original_load, original_save = full_model.load_blend_shape, ModelData.save_safetensors
+    original_plain_load = facial_actions.load_plain_target
 
     def save_final_only(self, path) -> None:
         if not pathlib.Path(path).name.startswith(INTERMEDIATE_PREFIXES):
@@ -82,6 +103,7 @@ def fast_build(on_step: Callable[[str], object] | None = None) -> Iterator[None]
         anny_logger.addHandler(handler)
         anny_logger.setLevel(logging.INFO)
     full_model.load_blend_shape = load_blend_shape_fast
+    facial_actions.load_plain_target = load_plain_target_fast
     ModelData.save_safetensors = save_final_only
     threads = torch.get_num_threads()
     torch.set_num_threads(max(threads, os.cpu_count() or 1))  # the build's SVD uses every core, once
@@ -90,6 +112,7 @@ def fast_build(on_step: Callable[[str], object] | None = None) -> Iterator[None]
     finally:
         torch.set_num_threads(threads)
         full_model.load_blend_shape = original_load
+        facial_actions.load_plain_target = original_plain_load
         ModelData.save_safetensors = original_save
         if handler is not None:
             anny_logger.removeHandler(handler)
