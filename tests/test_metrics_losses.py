@@ -257,3 +257,49 @@ def test_with_overrides_replaces_and_validates() -> None:
     ):
         with pytest.raises(ParameterError):
             paper.with_overrides(**bad)
+
+
+@pytest.mark.parametrize(
+    ("size", "box", "levels"),
+    [((64, 48), (20, 41, 9, 30), 4), ((50, 37), (33, 50, 0, 37), 3), ((40, 40), (0, 40, 0, 40), 5)],
+    ids=["inside", "touching-the-ragged-edge", "whole-image"],
+)
+def test_footprint_loss_equals_the_whole_image_loss(size: tuple[int, int], box: tuple, levels: int) -> None:
+    """A render that is the background outside ``box``: comparing only the box (widened to whole coarse blocks)
+    plus the background's summed-area constant gives the whole image's loss, and the same gradient inside the
+    box, for every weight the fit may use (changing weights rebuild the constants)."""
+    height, width = size
+    g = torch.Generator().manual_seed(11)
+    background = torch.tensor([0.1, 0.5, 0.8], dtype=torch.float64)
+    target = torch.rand(height, width, 3, generator=g, dtype=torch.float64)
+    top, bottom, left, right = box
+    rendered = background.expand(height, width, 3).clone()
+    inside = torch.rand(bottom - top, right - left, 3, generator=g, dtype=torch.float64)
+    rendered[top:bottom, left:right] = inside * 1.4 - 0.2
+    loss = PyramidL2(target, levels, background=background)
+    zeros_on_top = torch.rand(height, width, generator=g, dtype=torch.float64).clamp_min(0.3)
+    zeros_on_top[:7] = 0.0
+    for weight in (None, zeros_on_top, torch.ones(height, width, dtype=torch.float64)):
+        whole_input = rendered.clone().requires_grad_(True)
+        box_input = rendered.clone().requires_grad_(True)
+        whole, boxed = loss(whole_input, weight), loss(box_input, weight, footprint=box)
+        torch.testing.assert_close(boxed, whole, rtol=1e-12, atol=1e-15)
+        whole.backward()
+        boxed.backward()
+        inside = (slice(top, bottom), slice(left, right))
+        torch.testing.assert_close(box_input.grad[inside], whole_input.grad[inside], rtol=1e-12, atol=1e-15)
+    assert loss.footprint_box(box, height, width) is not None
+    block = 1 << (levels - 1)
+    widened = loss.footprint_box((21, 22, 10, 11), height, width)  # one pixel -> one whole coarse block
+    assert widened is not None and (widened[0] % block, widened[2] % block) == (0, 0)
+    assert widened[1] - widened[0] <= 2 * block and widened[3] - widened[2] <= 2 * block
+
+
+def test_footprint_needs_a_background_and_a_nonempty_box() -> None:
+    r, t, weight = random_images(8)
+    without_background = PyramidL2(t, levels=3)
+    assert without_background.footprint_box((2, 5, 2, 5), 16, 12) is None  # whole image compared
+    torch.testing.assert_close(without_background(r, weight, footprint=(2, 5, 2, 5)), pyramid_l2(r, t, weight, 3))
+    with_background = PyramidL2(t, levels=3, background=torch.zeros(3))
+    with_background(r, weight)  # builds the constants
+    assert with_background.footprint_box((0, 0, 0, 0), 16, 12) is None  # nothing in view: whole image

@@ -275,3 +275,31 @@ def test_face_mask_renders_only_the_chosen_faces_with_global_face_ids() -> None:
     assert torch.equal(masked.image, alone.image) and torch.equal(masked.alpha, alone.alpha)
     seen = masked.face_index[masked.face_index >= 0]
     assert seen.numel() > 50 and bool((seen >= f.shape[0]).all())  # ids into the whole mesh's faces
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0), (0.9, -0.5), (5.0, 0.0)], ids=["centre", "off-centre", "out-of-view"])
+def test_footprint_bounds_everything_the_scene_changes(sphere, offset: tuple[float, float]) -> None:
+    """Outside the raster's footprint the image is exactly the background, alpha is 0 and no pixel depends on the
+    vertices (a loss may compare only the box, see PyramidL2); inside it the silhouette is."""
+    vertices, faces = sphere
+    background = torch.tensor([0.2, 0.4, 0.6])
+    moved = (vertices + torch.tensor([offset[0], offset[1], 0.0])).requires_grad_(True)
+    colors = torch.full_like(vertices, 0.7)
+    out = RasterRenderer().render(RenderScene(moved, faces, colors, front_camera(), SHADED, background=background))
+    top, bottom, left, right = out.footprint
+    outside = torch.ones(out.alpha.shape, dtype=torch.bool)
+    outside[top:bottom, left:right] = False
+    assert torch.equal(out.image[outside], background.expand(int(outside.sum()), 3))
+    assert torch.equal(out.alpha[outside], torch.zeros(int(outside.sum())))
+    if offset[0] > 2:  # nothing in view: an empty box
+        assert (bottom - top) * (right - left) == 0
+        return
+    weights = torch.rand(out.image.shape, generator=torch.Generator().manual_seed(3))
+    (out.image * weights * outside[..., None]).sum().backward(retain_graph=True)
+    assert moved.grad is None or torch.count_nonzero(moved.grad) == 0
+    (out.image * weights).sum().backward()
+    assert torch.count_nonzero(moved.grad) > 0
+    covered = torch.nonzero(out.face_index >= 0)  # the box is the covered pixels' grown by one
+    assert (top, left) == (max(int(covered[:, 0].min()) - 1, 0), max(int(covered[:, 1].min()) - 1, 0))
+    height, width = out.alpha.shape
+    assert (bottom, right) == (min(int(covered[:, 0].max()) + 2, height), min(int(covered[:, 1].max()) + 2, width))

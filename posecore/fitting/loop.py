@@ -349,7 +349,7 @@ class PoseFitter:
                 output = p.renderer.render(self.scene(posed.vertices, camera))
                 weight = self.weight_for(output, posed.vertices, camera, level.crop_weight)
                 if level.pyramid is not None:
-                    image_loss = level.pyramid(output.image, weight)
+                    image_loss = level.pyramid(output.image, weight, output.footprint)
                 else:
                     image_loss = image_l2(output.image, level.target, weight, preset.loss_reduction)
                     if preset.loss_reduction == "sum" and preset.reference_size:
@@ -417,7 +417,7 @@ class PoseFitter:
             target = _downsample(target, camera)
             crop = _downsample(crop[..., None], camera)[..., 0]
             levels = max(1, levels - round(math.log2(1 / scale)))
-        pyramid = PyramidL2(target, levels) if preset.pyramid_levels > 1 else None
+        pyramid = PyramidL2(target, levels, self.problem.background) if preset.pyramid_levels > 1 else None
         return _Resolution(camera, target, crop, pyramid)
 
     def run(self, callback=None) -> list[FitState]:

@@ -107,8 +107,12 @@ class RenderOutput:
         alpha: (H, W) coverage of the mesh in [0, 1] (antialiased where the backend can).
         face_index: optional (H, W) int64 index (into the *rendered* faces) of the face seen at each pixel
             centre, -1 for background. Not differentiable.
+        footprint: optional (top, bottom, left, right) pixel box (bottom, right exclusive) outside which the
+            image is exactly the background, alpha is 0 and nothing depends on the scene (so a loss may compare
+            only the box); None when the backend does not know one.
     """
 
     image: torch.Tensor
     alpha: torch.Tensor
     face_index: torch.Tensor | None = None
+    footprint: tuple[int, int, int, int] | None = None

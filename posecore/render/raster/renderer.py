@@ -119,4 +119,19 @@ class RasterRenderer:
             face_index = local_index
         else:
             face_index = torch.where(local_index >= 0, face_ids[local_index.clamp_min(0)], local_index)
-        return RenderOutput(image=color.view(height, width, 3), alpha=alpha.view(height, width), face_index=face_index)
+        return RenderOutput(
+            image=color.view(height, width, 3),
+            alpha=alpha.view(height, width),
+            face_index=face_index,
+            footprint=_footprint(covered, centre_x, width, height),
+        )
+
+
+def _footprint(covered: torch.Tensor, centre_x: torch.Tensor, width: int, height: int) -> tuple[int, int, int, int]:
+    """The box of covered pixels (``covered``: sorted flat indices; ``centre_x``: their columns) grown by the one
+    pixel the antialiasing may blend into: (top, bottom, left, right), bottom and right exclusive."""
+    if covered.numel() == 0:
+        return (0, 0, 0, 0)
+    top, bottom = int(covered[0]) // width, int(covered[-1]) // width
+    left, right = int(centre_x.min()), int(centre_x.max())
+    return max(top - 1, 0), min(bottom + 2, height), max(left - 1, 0), min(right + 2, width)
