@@ -282,13 +282,14 @@ def test_footprint_loss_equals_the_whole_image_loss(size: tuple[int, int], box: 
     for weight in (None, zeros_on_top, torch.ones(height, width, dtype=torch.float64)):
         whole_input = rendered.clone().requires_grad_(True)
         box_input = rendered.clone().requires_grad_(True)
-        whole, boxed = loss(whole_input, weight), loss(box_input, weight, footprint=box)
+        whole = loss(whole_input, weight)
+        boxed = loss(box_input, weight, footprint=box)
+        assert loss.footprint_box(box, height, width) is not None  # the weight's second call used the box
         torch.testing.assert_close(boxed, whole, rtol=1e-12, atol=1e-15)
         whole.backward()
         boxed.backward()
         inside = (slice(top, bottom), slice(left, right))
         torch.testing.assert_close(box_input.grad[inside], whole_input.grad[inside], rtol=1e-12, atol=1e-15)
-    assert loss.footprint_box(box, height, width) is not None
     block = 1 << (levels - 1)
     widened = loss.footprint_box((21, 22, 10, 11), height, width)  # one pixel -> one whole coarse block
     assert widened is not None and (widened[0] % block, widened[2] % block) == (0, 0)
@@ -301,5 +302,10 @@ def test_footprint_needs_a_background_and_a_nonempty_box() -> None:
     assert without_background.footprint_box((2, 5, 2, 5), 16, 12) is None  # whole image compared
     torch.testing.assert_close(without_background(r, weight, footprint=(2, 5, 2, 5)), pyramid_l2(r, t, weight, 3))
     with_background = PyramidL2(t, levels=3, background=torch.zeros(3))
-    with_background(r, weight)  # builds the constants
+    with_background(r, weight)
+    assert with_background.footprint_box((2, 5, 2, 5), 16, 12) is None  # a weight seen once: no constants yet
+    with_background(r, weight)
+    assert with_background.footprint_box((2, 5, 2, 5), 16, 12) == (0, 8, 0, 8)
     assert with_background.footprint_box((0, 0, 0, 0), 16, 12) is None  # nothing in view: whole image
+    with_background(r, weight * 0.5)  # a selective fit's weight changes every iteration: never builds them
+    assert with_background.footprint_box((2, 5, 2, 5), 16, 12) is None

@@ -78,8 +78,9 @@ class PyramidL2:
     - Given the render's *footprint* (a box outside which the render is exactly ``background``, with no
       gradient there), only the footprint, widened to whole blocks of the coarsest level, is compared pixel by
       pixel; what the rest of the image adds is a constant, read from summed-area tables of the background's own
-      residual. The value equals the whole-image loss up to float rounding and the gradient is the same; a body
-      that fills a third of the frame costs a third of the loss's time.
+      residual (from the second call with the same weight on). The value equals the whole-image loss up to float
+      rounding and the gradient inside the box is the same; a body that fills a third of the frame costs a third
+      of the loss's time.
 
     Args:
         target: (H, W, 3) image. levels: number of pyramid levels. background: (3,) the render's background
@@ -92,11 +93,13 @@ class PyramidL2:
         self.background = None if background is None else background.detach().to(self.target).clamp(0.0, 1.0)
         self._weight: torch.Tensor | None = None
         self._pyramid: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._outside: list[torch.Tensor] = []  # per level: (h + 1, w + 1) float64 summed-area table
+        self._outside: list[torch.Tensor] = []  # see _outside_tables
+        self._reused = False  # the current weight's pyramid served more than one call
 
     def _target_pyramid(self, weight: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """[(target level (1, 3, h, w), weight level (1, 1, h, w), normaliser ()), ...] for ``weight`` (H, W)."""
         if self._weight is not None and self._weight.shape == weight.shape and torch.equal(self._weight, weight):
+            self._reused = True
             return self._pyramid
         t, w = self.target, weight.detach().to(self.target)[None, None]
         pyramid = []
@@ -109,15 +112,21 @@ class PyramidL2:
                 w = torch.nn.functional.avg_pool2d(w, 2, ceil_mode=True)
                 t = t_w / w.clamp_min(1e-6)
             pyramid.append((t, w, (w.sum() * 3.0).clamp_min(1.0)))
-        self._weight, self._pyramid = weight.detach().clone(), pyramid
-        self._outside = []
-        if self.background is not None:  # the residual of a render that is background everywhere, per level
+        self._weight, self._pyramid, self._outside = weight.detach().clone(), pyramid, []
+        self._reused = False
+        return pyramid
+
+    def _outside_tables(self) -> list[torch.Tensor]:
+        """Per level, the (h + 1, w + 1) float64 summed-area table of the weighted residual of a render that is
+        the background everywhere. Built for a weight the fit uses a second time (a selective fit's weight changes
+        every iteration: building them each time would cost more than it saves)."""
+        if not self._outside and self._reused and self.background is not None:
             flat = self.background[None, :, None, None].expand_as(self.target)
-            for residual in self._levels(flat, pyramid, 0, 0):
+            for residual in self._levels(flat, self._pyramid, 0, 0):
                 table = torch.zeros(residual.shape[-2] + 1, residual.shape[-1] + 1, dtype=torch.float64)
                 table[1:, 1:] = residual[0].sum(0).double().cumsum(0).cumsum(1)
                 self._outside.append(table)
-        return pyramid
+        return self._outside
 
     @staticmethod
     def _levels(r: torch.Tensor, pyramid, top: int, left: int) -> list[torch.Tensor]:
@@ -138,7 +147,7 @@ class PyramidL2:
 
     def footprint_box(self, footprint: Box | None, height: int, width: int) -> Box | None:
         """``footprint`` widened to whole blocks of the coarsest level (None: compare the whole image)."""
-        if footprint is None or self.background is None or not self._outside:
+        if footprint is None or self.background is None or not self._outside_tables():
             return None
         block = 1 << (len(self._pyramid) - 1)
         top, bottom, left, right = footprint
