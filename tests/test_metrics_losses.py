@@ -284,7 +284,8 @@ def test_footprint_loss_equals_the_whole_image_loss(size: tuple[int, int], box: 
         box_input = rendered.clone().requires_grad_(True)
         whole = loss(whole_input, weight)
         boxed = loss(box_input, weight, footprint=box)
-        assert loss.footprint_box(box, height, width) is not None  # the weight's second call used the box
+        if weight is None or bool(weight.ne(0).all()):  # (a weight with zeros compares its own support instead)
+            assert loss.footprint_box(box, height, width) is not None  # the weight's second call used the box
         torch.testing.assert_close(boxed, whole, rtol=1e-12, atol=1e-15)
         whole.backward()
         boxed.backward()
@@ -309,3 +310,32 @@ def test_footprint_needs_a_background_and_a_nonempty_box() -> None:
     assert with_background.footprint_box((0, 0, 0, 0), 16, 12) is None  # nothing in view: whole image
     with_background(r, weight * 0.5)  # a selective fit's weight changes every iteration: never builds them
     assert with_background.footprint_box((2, 5, 2, 5), 16, 12) is None
+
+
+@pytest.mark.parametrize("region", [(9, 20, 3, 11), (0, 64, 40, 48), (60, 64, 0, 48)], ids=["inside", "strip", "edge"])
+def test_weight_support_loss_equals_the_whole_image_loss(region: tuple[int, int, int, int]) -> None:
+    """A selective fit's weight is zero outside its part's region: comparing only that region's box (widened to
+    whole coarse blocks) gives the whole image's loss and the same gradient everywhere, a different region every
+    call (the pyramid follows it)."""
+    g = torch.Generator().manual_seed(5)
+    target = torch.rand(64, 48, 3, generator=g, dtype=torch.float64)
+    rendered = torch.rand(64, 48, 3, generator=g, dtype=torch.float64) * 1.4 - 0.2
+    loss = PyramidL2(target, levels=4, background=torch.zeros(3, dtype=torch.float64))
+    for shift in (0, 1, 0):
+        top, bottom, left, right = region
+        weight = torch.zeros(64, 48, dtype=torch.float64)
+        left, right = left + shift, min(right + shift, 48)
+        weight[top:bottom, left:right] = torch.rand(bottom - top, right - left, generator=g) + 0.1
+        cropped_input, whole_input = rendered.clone().requires_grad_(True), rendered.clone().requires_grad_(True)
+        cropped = loss(cropped_input, weight)
+        whole = pyramid_l2(whole_input, target, weight, levels=4)
+        torch.testing.assert_close(cropped, whole, rtol=1e-12, atol=1e-15)
+        cropped.backward()
+        whole.backward()
+        torch.testing.assert_close(cropped_input.grad, whole_input.grad, rtol=1e-12, atol=1e-15)
+    support = loss._support
+    assert all(edge % loss.block == 0 or edge in (64, 48) for edge in support)
+    if region == (9, 20, 3, 11):
+        assert (support[1] - support[0]) * (support[3] - support[2]) < 64 * 48 / 4  # a small box, not the image
+    nothing = loss(rendered, torch.zeros(64, 48, dtype=torch.float64))
+    assert float(nothing) == 0.0

@@ -70,57 +70,88 @@ Box = tuple[int, int, int, int]
 """(top, bottom, left, right) pixel rows and columns, bottom and right exclusive."""
 
 
+def _level_count(height: int, width: int, levels: int) -> int:
+    """How many of ``levels`` pyramid levels an image of this size has (a level stops below 4 pixels)."""
+    count = 1
+    while count < levels and min(height, width) >= 4:
+        height, width, count = -(-height // 2), -(-width // 2), count + 1
+    return count
+
+
+def _widen(box: Box, block: int, height: int, width: int) -> Box:
+    """``box`` grown to whole ``block`` x ``block`` tiles of the image (clipped to it)."""
+    top, bottom, left, right = box
+    return (top // block * block, min(height, -(-bottom // block) * block),
+            left // block * block, min(width, -(-right // block) * block))  # fmt: skip
+
+
 class PyramidL2:
     """:func:`pyramid_l2` against a fixed target, fast for a fit that calls it every iteration.
 
     - The target's pyramid is built once per weight map and reused while the weight stays the same (a fit's crop
       and person mask do).
+    - Only the *support* of the weight (the box of its nonzero pixels, widened to whole blocks of the coarsest
+      level) is ever compared: nothing outside it counts at any level. A selective fit's weight (the part's
+      region) covers a small box, so its loss and its per-iteration pyramid cost that box only.
     - Given the render's *footprint* (a box outside which the render is exactly ``background``, with no
-      gradient there), only the footprint, widened to whole blocks of the coarsest level, is compared pixel by
-      pixel; what the rest of the image adds is a constant, read from summed-area tables of the background's own
-      residual (from the second call with the same weight on). The value equals the whole-image loss up to float
-      rounding and the gradient inside the box is the same; a body that fills a third of the frame costs a third
-      of the loss's time.
+      gradient there), only the footprint, widened the same way, is compared pixel by pixel; what the rest of the
+      image adds is a constant, read from summed-area tables of the background's own residual (from the second
+      call with the same weight on). The value equals the whole-image loss up to float rounding and the gradient
+      inside the box is the same; a body that fills a third of the frame costs a third of the loss's time.
 
     Args:
         target: (H, W, 3) image. levels: number of pyramid levels. background: (3,) the render's background
-            colour (needed for footprints; without it every call compares the whole image).
+            colour (needed for footprints; without it every call compares the whole support).
     """
 
     def __init__(self, target: torch.Tensor, levels: int = 4, background: torch.Tensor | None = None) -> None:
         self.target = target.detach().clamp(0.0, 1.0).permute(2, 0, 1).contiguous()[None]  # (1, 3, H, W)
         self.levels = levels
         self.background = None if background is None else background.detach().to(self.target).clamp(0.0, 1.0)
+        height, width = self.target.shape[-2:]
+        self.block = 1 << (_level_count(height, width, levels) - 1)  # pixels per coarsest-level pixel
         self._weight: torch.Tensor | None = None
         self._pyramid: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._support: Box = (0, height, 0, width)  # the pyramid's box in the full image
         self._outside: list[torch.Tensor] = []  # see _outside_tables
         self._reused = False  # the current weight's pyramid served more than one call
 
     def _target_pyramid(self, weight: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """[(target level (1, 3, h, w), weight level (1, 1, h, w), normaliser ()), ...] for ``weight`` (H, W)."""
+        """[(target level (1, 3, h, w), weight level (1, 1, h, w), normaliser ()), ...] over the weight's support
+        box (:attr:`_support`) for ``weight`` (H, W)."""
         if self._weight is not None and self._weight.shape == weight.shape and torch.equal(self._weight, weight):
             self._reused = True
             return self._pyramid
-        t, w = self.target, weight.detach().to(self.target)[None, None]
+        height, width = self.target.shape[-2:]
+        w = weight.detach().to(self.target)
+        rows, columns = torch.nonzero(w.ne(0).any(1)), torch.nonzero(w.ne(0).any(0))
+        if rows.numel() == 0:  # nothing counts: one block, all weights zero
+            support = (0, min(self.block, height), 0, min(self.block, width))
+        else:
+            box = (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+            support = _widen(box, self.block, height, width)
+        top, bottom, left, right = support
+        t, w = self.target[..., top:bottom, left:right], w[None, None, top:bottom, left:right]
         pyramid = []
-        for level in range(self.levels):
+        for level in range(_level_count(height, width, self.levels)):
             if level > 0:
-                if min(t.shape[-2:]) < 4:
-                    break
                 # Downsample the weighted images and renormalise, so masked pixels do not darken the average.
                 t_w = torch.nn.functional.avg_pool2d(t * w, 2, ceil_mode=True)
                 w = torch.nn.functional.avg_pool2d(w, 2, ceil_mode=True)
                 t = t_w / w.clamp_min(1e-6)
             pyramid.append((t, w, (w.sum() * 3.0).clamp_min(1.0)))
-        self._weight, self._pyramid, self._outside = weight.detach().clone(), pyramid, []
+        self._weight, self._pyramid, self._support, self._outside = weight.detach().clone(), pyramid, support, []
         self._reused = False
         return pyramid
+
+    def _whole_image_support(self) -> bool:
+        return self._support == (0, self.target.shape[-2], 0, self.target.shape[-1])
 
     def _outside_tables(self) -> list[torch.Tensor]:
         """Per level, the (h + 1, w + 1) float64 summed-area table of the weighted residual of a render that is
         the background everywhere. Built for a weight the fit uses a second time (a selective fit's weight changes
         every iteration: building them each time would cost more than it saves)."""
-        if not self._outside and self._reused and self.background is not None:
+        if not self._outside and self._reused and self.background is not None and self._whole_image_support():
             flat = self.background[None, :, None, None].expand_as(self.target)
             for residual in self._levels(flat, self._pyramid, 0, 0):
                 table = torch.zeros(residual.shape[-2] + 1, residual.shape[-1] + 1, dtype=torch.float64)
@@ -131,7 +162,7 @@ class PyramidL2:
     @staticmethod
     def _levels(r: torch.Tensor, pyramid, top: int, left: int) -> list[torch.Tensor]:
         """Weighted squared residuals (1, 3, h, w) per level of the clamped render ``r`` (1, 3, h0, w0) whose
-        top-left pixel is (``top``, ``left``) of the full image (multiples of the coarsest level's block)."""
+        top-left pixel is (``top``, ``left``) of the pyramid's box (multiples of the coarsest level's block)."""
         residuals = []
         previous_w = None
         for level, (t, w, _normaliser) in enumerate(pyramid):
@@ -146,16 +177,13 @@ class PyramidL2:
         return residuals
 
     def footprint_box(self, footprint: Box | None, height: int, width: int) -> Box | None:
-        """``footprint`` widened to whole blocks of the coarsest level (None: compare the whole image)."""
+        """``footprint`` widened to whole blocks of the coarsest level (None: compare the whole support)."""
         if footprint is None or self.background is None or not self._outside_tables():
             return None
-        block = 1 << (len(self._pyramid) - 1)
         top, bottom, left, right = footprint
         if bottom <= top or right <= left:
             return None
-        top, left = top // block * block, left // block * block
-        bottom, right = min(height, -(-bottom // block) * block), min(width, -(-right // block) * block)
-        return top, bottom, left, right
+        return _widen(footprint, self.block, height, width)
 
     def __call__(
         self, rendered: torch.Tensor, weight: torch.Tensor | None = None, footprint: Box | None = None
@@ -169,12 +197,12 @@ class PyramidL2:
             weight = torch.ones(rendered.shape[:2], dtype=rendered.dtype, device=rendered.device)
         pyramid = self._target_pyramid(weight)
         box = self.footprint_box(footprint, height, width)
-        top, bottom, left, right = box if box is not None else (0, height, 0, width)
+        top, bottom, left, right = box if box is not None else self._support
         r = rendered[top:bottom, left:right].clamp(0.0, 1.0).permute(2, 0, 1)[None]
         total = rendered.new_zeros(())
-        for level, residual in enumerate(self._levels(r, pyramid, top, left)):
+        for level, residual in enumerate(self._levels(r, pyramid, top - self._support[0], left - self._support[2])):
             term = residual.sum()
-            if box is not None:  # the background's residual outside the box
+            if box is not None:  # the background's residual outside the box (the support is the whole image)
                 table = self._outside[level]
                 y0, x0 = top >> level, left >> level
                 y1, x1 = y0 + residual.shape[-2], x0 + residual.shape[-1]
