@@ -14,8 +14,14 @@ The .blend is saved at the end with ``bpy.ops.wm.save_mainfile`` (in place; Blen
 as ``scene.blend1``), or with ``bpy.ops.wm.save_as_mainfile`` to ``--save-as PATH``. Ctrl-C stops after
 restoring the frame in progress and still saves the frames done.
 
+On workers: with ``--workers N`` (local Ray workers; 0 = in this process, without Ray) or ``--address ADDR`` (a
+running Ray cluster) the frames go to ``python -m posecore batch`` instead (:mod:`addon.distributed`): chunks of
+``--chunk`` frames, each frame warm-started from the one before, results in ``DIR/frame_NNNN/`` and
+``DIR/summary.json``, a re-run redoing only the missing frames; then the fitted poses (smoothed over ``--smooth``
+frames if asked) are keyed onto the armature and the .blend saved. Ray must import in the Python that runs this.
+
 Exit status: 0 done; 2 bad input, with one line on stderr (missing .blend, no PoseFit body, bad frame range,
-missing target images, ...); 1 other failures; 130 interrupted.
+missing target images, ...); 1 other failures (on workers: a frame failed); 130 interrupted.
 
 The extension's code comes from an enabled PoseFit extension if there is one, else from the checkout this file
 sits in (registered for this process only, and unregistered again before the script ends: Blender 4.2
@@ -71,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--detect-first", action="store_true", help="start the first frame from the detected pose")
     parser.add_argument("--vposer", default=None, help="VPoser folder (else the add-on's 'VPoser folder' preference)")
+    workers = parser.add_argument_group(
+        "on workers", "hand the frames to posecore's batch (Ray) instead of fitting them here; needs --out"
+    )
+    workers.add_argument("--workers", type=int, default=None, help="local Ray workers (0 = posecore's serial run)")
+    workers.add_argument("--address", default=None, help="join a running Ray cluster (auto, HOST:PORT, ray://...)")
+    workers.add_argument("--chunk", type=int, default=16, help="frames per chunk, warm-started in order")
+    workers.add_argument("--smooth", type=float, default=0.0, help="key poses smoothed over SIGMA frames")
     return parser
 
 
@@ -181,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         frame_list = frames.parse_frame_range(args.frames)
     out = pathlib.Path(args.out) if args.out else None
     start = time.perf_counter()
+    if args.workers is not None or args.address:
+        return run_on_workers(args, addon, frame_list, start)
 
     def frame_done(result: object) -> None:
         first, last = result.first, result.last
@@ -225,6 +240,58 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def check_worker_options(args: argparse.Namespace) -> None:
+    """Refuse worker options that cannot work, before anything runs."""
+    on_workers = args.workers is not None or bool(args.address)
+    if on_workers and not args.out:
+        raise BadInputError("--workers and --address need --out DIR: the workers write every frame's results there")
+    if args.workers is not None and args.workers < 0:
+        raise BadInputError(f"--workers must be 0 (serial, no Ray) or more, got {args.workers}")
+    if args.chunk < 1:
+        raise BadInputError(f"--chunk must be at least 1, got {args.chunk}")
+    if not args.smooth >= 0:
+        raise BadInputError(f"--smooth must be a number of frames >= 0, got {args.smooth}")
+    if args.smooth and not on_workers:
+        raise BadInputError("--smooth smooths a batch on workers: add --workers N (0 = serial) or --address")
+
+
+def run_on_workers(args: argparse.Namespace, addon: ModuleType, frame_list: list[int], start: float) -> int:
+    """Fit the frames with posecore's batch (Ray), key the results, save. Returns the exit status."""
+    import bpy
+
+    distributed = importlib.import_module(f"{addon.__name__}.distributed")
+    operators = importlib.import_module(f"{addon.__name__}.operators")
+    context = bpy.context
+    detect = operators.first_frame_detector(context)
+    if detect is not None:
+        context.scene.frame_set(frame_list[0])
+        detect(frame_list[0])
+        print(f"{PREFIX}: frame {frame_list[0]}: started from the pose detected in its image", flush=True)
+
+    def log(line: str) -> None:
+        print(f"{PREFIX}: {line}", flush=True)
+
+    status = 0
+    try:
+        summary = distributed.run_on_workers(context, frame_list, args.out, args.workers, args.address, args.chunk,
+                                             args.smooth, max(args.threads, 1), log)  # fmt: skip
+        keyed = summary["keyed"]
+        if summary["failed"]:
+            status = 1
+    except KeyboardInterrupt:
+        print(f"{PREFIX}: interrupted; saving the frames done", flush=True)
+        keyed, status = [], 130
+    save(args.save_as)
+    if status != 130:
+        smoothed = f", smoothed over {args.smooth:g} frames" if args.smooth else ""
+        print(
+            f"{PREFIX}: {len(keyed)} of {len(frame_list)} frame(s) fitted and keyed{smoothed} in "
+            f"{time.perf_counter() - start:.1f} s; saved {bpy.data.filepath}",
+            flush=True,
+        )
+    return status
+
+
 def save(save_as: str | None) -> None:
     """``save_mainfile`` in place, or ``save_as_mainfile`` to ``save_as``."""
     import bpy
@@ -248,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     in_blender = bool(bpy.app.binary_path)
     try:
         args = build_parser().parse_args(script_args(argv, in_blender))
+        check_worker_options(args)
         sys.path.append(str(ROOT))  # posecore, from the checkout (an installed extension bundles it)
         from posecore.errors import PoseFitError
 

@@ -137,6 +137,25 @@ def _keyed_frames(arm, data_path: str) -> list[float]:
     return [k.co[0] for k in curves[0].keyframe_points]
 
 
+def _check_saved_keys_are_the_fits(scene, anny, blend: pathlib.Path, out: pathlib.Path) -> None:
+    """The saved .blend keys the left arm at every frame with the pose of the frame's fit.npz, closer to the truth
+    than the first pose, and keys no joint the fits did not move."""
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene_io, rig = scene["scene_io"], scene["rig"]
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    assert _keyed_frames(arm, 'pose.bones["upperarm01.L"].rotation_quaternion') == [1.0, 2.0, 3.0]
+    assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in {fc.data_path for fc in _fcurves(arm)}
+    for frame in FRAMES:
+        bpy.context.scene.frame_set(frame)
+        rotations = scene_io.read_pose(arm, rig)[0]
+        saved = np.load(out / f"frame_{frame:04d}" / "fit.npz")["rotations"]
+        assert np.allclose(rotations.numpy(), saved, atol=1e-4)
+        truth = _truth(anny, frame)
+        before, after = _arm_error_deg(anny, scene["initial"].rotations, truth), _arm_error_deg(anny, rotations, truth)
+        print(f"frame {frame}: left-arm error {before:.1f} -> {after:.1f} degrees")
+        assert after < 0.7 * before
+
+
 def test_targets_and_frame_ranges(scene):
     frames = scene["frames"]
     assert frames.parse_frame_range("1-3") == [1, 2, 3]
@@ -281,21 +300,7 @@ def test_batch_fits_keyframes_and_writes_results(scene, anny):
     assert records[2]["history"][0]["loss"] < 0.8 * records[1]["history"][0]["loss"]
 
     # The saved .blend (saved in place) holds keyframes at the fitted frames, and they are the fitted poses.
-    bpy.ops.wm.open_mainfile(filepath=str(blend))
-    scene_io = scene["scene_io"]
-    arm, _mesh = scene_io.find_body_objects(bpy.context)
-    assert _keyed_frames(arm, 'pose.bones["upperarm01.L"].rotation_quaternion') == [1.0, 2.0, 3.0]
-    assert 'pose.bones["upperleg01.R"].rotation_quaternion' not in {fc.data_path for fc in _fcurves(arm)}
-    rig = scene["rig"]
-    for frame in FRAMES:
-        bpy.context.scene.frame_set(frame)
-        rotations = scene_io.read_pose(arm, rig)[0]
-        saved = np.load(out / f"frame_{frame:04d}" / "fit.npz")["rotations"]
-        assert np.allclose(rotations.numpy(), saved, atol=1e-4)
-        truth = _truth(anny, frame)
-        before, after = _arm_error_deg(anny, scene["initial"].rotations, truth), _arm_error_deg(anny, rotations, truth)
-        print(f"frame {frame}: left-arm error {before:.1f} -> {after:.1f} degrees")
-        assert after < 0.7 * before
+    _check_saved_keys_are_the_fits(scene, anny, blend, out)
 
 
 def test_batch_unregisters_the_checkout_before_it_returns(scene):
@@ -331,3 +336,45 @@ def test_batch_mask_options_reach_the_scene_settings(scene):
         assert settings.mask_from_alpha
     finally:
         settings.mask_path, settings.mask_from_alpha = "", False
+
+
+def test_batch_on_ray_workers_keys_what_the_workers_fitted(scene, anny):
+    """``--workers 2``: the frames go to posecore's batch on a local Ray (chunks of 2), the results are keyed onto
+    the armature and the .blend saved; a re-run redoes only a frame whose results are gone."""
+    blend = scene["tmp"] / "ray.blend"
+    shutil.copy(scene["blend"], blend)
+    out = scene["tmp"] / "ray_results"
+    proc = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "2", "--chunk", "2")
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["frames"], summary["done"], summary["failed"]) == (3, 3, {}) and summary["ray"]["workers"] == 2
+    records = {f: json.loads((out / f"frame_{f:04d}" / "result.json").read_text()) for f in FRAMES}
+    assert [records[f]["settings"]["warm_start_from"] for f in FRAMES] == [None, "frame_0001", None]  # 2 chunks
+    assert all(r["settings"]["part"] == "left_arm" and r["settings"]["size"] == [SIZE, SIZE] for r in records.values())
+    assert "3 of 3 frame(s) fitted and keyed" in proc.stdout
+
+    _check_saved_keys_are_the_fits(scene, anny, blend, out)
+
+    shutil.rmtree(out / "frame_0003")
+    again = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "0", "--chunk", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fitted_this_run"] == ["frame_0003"] and summary["skipped"] == 2
+
+
+def test_batch_on_workers_refuses_what_workers_cannot_follow(scene, capsys):
+    """Worker options without --out, and a look the workers cannot express, stop before anything is written."""
+    batch = importlib.import_module(f"{MODULE}.addon.batch")
+    out = scene["tmp"] / "refused"
+    cases = (
+        (["--workers", "2"], "need --out DIR"),
+        (["--smooth", "2", "--out", str(out)], "--smooth smooths a batch on workers"),
+        (["--workers", "0", "--out", str(out), "--vertex-group", "part_nose_tip"], "Vertex group 'part_nose_tip'"),
+    )
+    for extra, what in cases:
+        capsys.readouterr()
+        assert batch.main(["batch.py", str(scene["blend"]), "--frames", "1-2", *extra]) == 2, what
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("posefit batch: error:") and what in lines[0], lines
+    assert not out.exists()

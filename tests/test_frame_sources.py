@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from posecore.errors import InputFileError
-from posecore.io.frame_sources import ImageFilesSource, MovieSource, open_frame_source
+from posecore.io.frame_sources import Frame, ImageFilesSource, MovieSource, SelectedFrames, open_frame_source
 from posecore.io.images import save_image
 
 av = pytest.importorskip("av", reason="PyAV (pip install av) reads movies")
@@ -72,6 +72,23 @@ def test_movie_frames_in_display_order_random_access_and_pickled(tmp_path) -> No
     assert level(7, copy) == pytest.approx(130, abs=8)
     source.close()
     copy.close()
+
+
+def test_selected_frames_load_their_source_frames_under_the_given_names(tmp_path) -> None:
+    """A Blender frame range hands frames 5 and 2 of a movie over as frame_0001 and frame_0002."""
+    values = [10, 60, 110, 160, 210, 30]
+    write_movie(tmp_path / "clip.mp4", values)
+    chosen = SelectedFrames(open_frame_source(tmp_path / "clip.mp4"), [Frame(5, "frame_0001"), Frame(2, "frame_0002")])
+    copy = pickle.loads(pickle.dumps(chosen))  # as a Ray worker receives it
+    for source in (chosen, copy):
+        levels = [255 * float(source.load(f).rgb.mean()) for f in source.frames]
+        assert levels == pytest.approx([30, 110], abs=8)
+        source.close()
+    assert chosen.description == str(tmp_path / "clip.mp4")
+    with pytest.raises(InputFileError, match="share the name 'a'"):
+        SelectedFrames(chosen.source, [Frame(0, "a"), Frame(1, "a")])
+    with pytest.raises(InputFileError, match="has 6 frames; frame index 6 does not exist"):
+        SelectedFrames(chosen.source, [Frame(6, "b")])
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty folder", "glob matching nothing", "not a movie"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from posecore.errors import InputFileError, ParameterError
 from posecore.fitting.setup import FitOptions
-from posecore.io.frame_sources import Frame, ImageFilesSource, MovieSource
+from posecore.io.frame_sources import Frame, ImageFilesSource, MovieSource, SelectedFrames
 from posecore.io.init_files import BodyInit, read_init, read_init_sequence
 
 RESULT_FILE = "fit.npz"
@@ -32,7 +32,7 @@ class BatchJob:
         threads: torch threads per worker.
     """
 
-    source: ImageFilesSource | MovieSource
+    source: ImageFilesSource | MovieSource | SelectedFrames
     options: FitOptions
     out: str
     chunk_size: int

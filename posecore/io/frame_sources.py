@@ -128,6 +128,43 @@ class MovieSource:
             self._reader = None
 
 
+@dataclass
+class SelectedFrames:
+    """Chosen frames of another source, under names the caller gives them (a Blender frame range hands
+    ``frame_0001``, ``frame_0002``, ... over to a batch, whatever its images are called).
+
+    Attributes:
+        source: the frames' source. frames: each chosen frame, its ``index`` into ``source`` and its own name.
+    """
+
+    source: ImageFilesSource | MovieSource
+    frames: list[Frame]
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.frames]
+        if len(set(names)) != len(names):
+            clash = sorted({n for n in names if names.count(n) > 1})
+            raise InputFileError(self.description, f"two chosen frames share the name {clash[0]!r}")
+        count = len(self.source.frames)
+        outside = [f.index for f in self.frames if not 0 <= f.index < count]
+        if outside:
+            raise InputFileError(self.description, f"has {count} frames; frame index {outside[0]} does not exist")
+
+    @property
+    def description(self) -> str:
+        return self.source.description
+
+    def load(self, frame: Frame) -> TargetImage:
+        """The frame's image from the source (``frame.index`` indexes the source)."""
+        return self.source.load(frame)
+
+    def close(self) -> None:
+        """Close the source's open decoder, if it has one."""
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
+
+
 def _list_movie(path: Path) -> MovieSource:
     try:
         import av
