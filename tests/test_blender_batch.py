@@ -355,12 +355,22 @@ def test_batch_on_ray_workers_keys_what_the_workers_fitted(scene, anny):
     assert "3 of 3 frame(s) fitted and keyed" in proc.stdout
 
     _check_saved_keys_are_the_fits(scene, anny, blend, out)
+    scene_io, rig = scene["scene_io"], scene["rig"]
 
+    # Resume (serially this time) with smoothing: only the missing frame is fitted, the smoothed poses are keyed.
     shutil.rmtree(out / "frame_0003")
-    again = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "0", "--chunk", "2")
+    again = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "0", "--chunk", "2", "--smooth", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fitted_this_run"] == ["frame_0003"] and summary["skipped"] == 2
+    smoothed, raw = np.load(out / "smoothed.npz")["rotations"], np.load(out / "sequence.npz")["rotations"]
+    assert np.abs(smoothed - raw).max() > 1e-3  # smoothing changed the poses ...
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    for position, frame in enumerate(FRAMES):
+        bpy.context.scene.frame_set(frame)
+        rotations = scene_io.read_pose(arm, rig)[0].numpy()
+        assert np.allclose(rotations, smoothed[position], atol=1e-4)  # ... and the keys are the smoothed ones
 
 
 def test_batch_on_workers_refuses_what_workers_cannot_follow(scene, capsys):
