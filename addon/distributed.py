@@ -15,7 +15,6 @@ mask is one image for every frame or the target's alpha channel.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 from posecore.errors import InputFileError, ParameterError
 
 from . import scene_io, targets
-from .fit_driver import VPOSER_ENV, check_target_shape
+from .fit_driver import check_target_shape, vposer_folder
 from .properties import chosen_renderer, preferences
 
 START_POSE_FILE = "start_pose.npz"
@@ -46,9 +45,7 @@ def selected_frames(source: targets.TargetSource, frames: Sequence[int]):
     """
     from posecore.io.frame_sources import Frame, ImageFilesSource, SelectedFrames
 
-    missing = source.missing(frames)
-    if missing:
-        raise InputFileError(", ".join(missing[:3]), f"missing target for {len(missing)} frame(s)")
+    source.require(frames)
     if source.kind == "movie":
         movie = targets.movie_source(source.path)
         chosen = [Frame(source.number(f) - 1, frame_name(f)) for f in frames]  # movie frames count from 1
@@ -60,7 +57,7 @@ def selected_frames(source: targets.TargetSource, frames: Sequence[int]):
     return SelectedFrames(files, [Frame(i, frame_name(f)) for i, f in enumerate(frames)])
 
 
-def look_part(mesh_obj: bpy.types.Object | None, vertex_group: str) -> str | None:
+def look_part(vertex_group: str) -> str | None:
     """The posecore part of the look's vertex group: None for the whole body, ``left_arm`` for ``part_left_arm``.
 
     Raises:
@@ -90,7 +87,7 @@ def fit_options(context: bpy.types.Context, source: targets.TargetSource, start_
 
     scene = context.scene
     settings = scene.posefit
-    arm_obj, mesh_obj = scene_io.find_body_objects(context)
+    arm_obj, _mesh = scene_io.find_body_objects(context)
     mask = None
     if settings.mask_path:
         masks = targets.target_source(settings.mask_path, settings.target_offset)
@@ -102,7 +99,7 @@ def fit_options(context: bpy.types.Context, source: targets.TargetSource, start_
     if settings.mask_from_alpha and source.kind == "movie":
         raise InputFileError(source.path, "Mask from alpha: a movie has no alpha channel; set a Person mask")
     prefs = preferences(context)
-    vposer = (prefs.vposer_folder if prefs is not None else "") or os.environ.get(VPOSER_ENV, "")
+    vposer = vposer_folder(context)
     spec = str(arm_obj[scene_io.MODEL_KEY])
     return FitOptions(
         init=str(start_pose),
@@ -110,11 +107,11 @@ def fit_options(context: bpy.types.Context, source: targets.TargetSource, start_
         size=min(settings.fit_size, max(scene_io.render_size(scene))),
         mask=mask,
         mask_from_alpha=bool(settings.mask_from_alpha and not mask),
-        part=look_part(mesh_obj, settings.vertex_group),
+        part=look_part(settings.vertex_group),
         preset=settings.preset,
         iterations=settings.iterations or None,
         renderer=chosen_renderer(prefs),
-        vposer=bpy.path.abspath(vposer) if vposer and spec.startswith("smplx") else None,
+        vposer=vposer if vposer and spec.startswith("smplx") else None,
     )
 
 

@@ -25,15 +25,20 @@ VPOSER_ENV = "POSEFIT_VPOSER"
 _vposer_cache: dict[str, object] = {}
 
 
-def vposer_for(context: bpy.types.Context):
-    """The VPoser decoder of the 'VPoser folder' preference (or ``$POSEFIT_VPOSER``), loaded once; None if unset."""
-    from posecore.io.vposer_files import load_vposer
-
+def vposer_folder(context: bpy.types.Context) -> str:
+    """The absolute 'VPoser folder' preference (or ``$POSEFIT_VPOSER``); '' if unset."""
     prefs = preferences(context)
     folder = (prefs.vposer_folder if prefs is not None else "") or os.environ.get(VPOSER_ENV, "")
-    if not folder:
+    return bpy.path.abspath(folder) if folder else ""
+
+
+def vposer_for(context: bpy.types.Context):
+    """The VPoser decoder of :func:`vposer_folder`, loaded once; None if unset."""
+    from posecore.io.vposer_files import load_vposer
+
+    path = vposer_folder(context)
+    if not path:
         return None
-    path = bpy.path.abspath(folder)
     if path not in _vposer_cache:
         _vposer_cache[path] = load_vposer(path)
     return _vposer_cache[path]

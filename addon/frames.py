@@ -16,7 +16,7 @@ from pathlib import Path
 import bpy
 import torch
 
-from posecore.errors import InputFileError, ParameterError
+from posecore.errors import ParameterError
 
 from . import scene_io
 from .fit_driver import FitDriver
@@ -107,10 +107,7 @@ class FrameRangeDriver:
             raise ParameterError("no PoseFit body in the scene: import one first")
         settings = self.scene.posefit
         self.source = target_source(settings.target_path, settings.target_offset)
-        missing = self.source.missing(self.frames)
-        if missing:
-            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-            raise InputFileError(", ".join(missing[:3]) + more, f"missing target for {len(missing)} frame(s)")
+        self.source.require(self.frames)
         from posecore.fitting.presets import get_preset
 
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)

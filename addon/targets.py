@@ -87,6 +87,13 @@ class TargetSource:
             return [self.describe(f) for f in frames if not 1 <= self.number(f) <= length]
         return [self.describe(f) for f in frames if not os.path.isfile(self.frame_file(f))]
 
+    def require(self, frames: Sequence[int]) -> None:
+        """Raise InputFileError naming (up to three of) the frames whose target does not exist."""
+        missing = self.missing(frames)
+        if missing:
+            more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+            raise InputFileError(", ".join(missing[:3]) + more, f"missing target for {len(missing)} frame(s)")
+
     def size(self, frame: int) -> tuple[int, int]:
         """(width, height) of the frame's target as shown (EXIF orientation applied), pixels."""
         if self.kind == "movie":
