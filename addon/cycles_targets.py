@@ -25,6 +25,7 @@ def render_cycles(
     samples: int = 24,
     threads: int = 1,
     seed: int = 0,
+    vertex_colors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render a mesh with Blender Cycles (CPU) in a scene of its own, removed afterwards.
 
@@ -32,6 +33,7 @@ def render_cycles(
         vertices_world: (V, 3) metres, Blender world (Z up). faces: (F, 3) triangle indices.
         camera_world: the camera in Blender's world (OpenCV convention; converted with ``to_blender``).
         samples: Cycles paths per pixel. threads: CPU threads Cycles uses.
+        vertex_colors: (V, 3) linear RGB base colour per vertex (garments), or None for ``look.color``.
 
     Returns:
         (H, W, 4) float32 RGBA in [0, 1] (straight alpha), display-referred ("Standard" view transform).
@@ -76,6 +78,15 @@ def render_cycles(
         material.use_nodes = True
         bsdf = material.node_tree.nodes["Principled BSDF"]
         bsdf.inputs["Base Color"].default_value = (*look.color, 1.0)
+        if vertex_colors is not None:
+            attribute = mesh.color_attributes.new("garment", "FLOAT_COLOR", "POINT")
+            rgba = np.concatenate(
+                [np.asarray(vertex_colors, np.float32), np.ones((len(vertex_colors), 1), np.float32)], 1
+            )
+            attribute.data.foreach_set("color", rgba.ravel())
+            node = material.node_tree.nodes.new("ShaderNodeAttribute")
+            node.attribute_name = "garment"
+            material.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
         bsdf.inputs["Roughness"].default_value = look.roughness
         mesh.materials.append(material)
         body_obj = bpy.data.objects.new(name, mesh)

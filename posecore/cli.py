@@ -139,6 +139,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     metrics = summarise(prepared.body, states, prepared.problem.target, truth)
     settings = prepared.settings("fit")
     settings.update(photo_settings(prepared, args, photo))
+    settings["hypotheses"] = fitter.search.summary() if fitter.search is not None else None
     write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
@@ -158,7 +159,8 @@ def initial_from_photo(args: argparse.Namespace, options):
     if args.mask == "auto":
         options = replace(options, mask=None)  # the detected mask is added after set-up
     wants = not args.init or args.mask == "auto" or args.keypoints == "detect" or args.person is not None
-    if not wants:
+    for_hypotheses = not wants and hypotheses_want_landmarks(args, options)
+    if not (wants or for_hypotheses):
         return options, {}, None
     from posecore.bodies import load_body_model
     from posecore.detect.photo import photo_start
@@ -167,11 +169,30 @@ def initial_from_photo(args: argparse.Namespace, options):
 
     body = load_body_model(options.model)
     size = fit_size(image_size(args.image), options.size)
+    if for_hypotheses:  # landmarks are welcome, not required: a photo without a found person still fits
+        from posecore.detect.landmarks import NoPersonFoundError
+
+        try:
+            photo = photo_start(args.image, body, size=size, person=args.person)
+        except NoPersonFoundError as exc:
+            print(f"note: no landmarks for the hypotheses ({exc}); fitting without them", file=sys.stderr)
+            return options, {"body": body}, None
+        return options, {"body": body}, photo
     photo = photo_start(args.image, body, size=size, person=args.person)
     kwargs = {"body": body}
     if not args.init:
         kwargs["init"] = photo.as_body_init(body)
     return options, kwargs, photo
+
+
+def hypotheses_want_landmarks(args: argparse.Namespace, options) -> bool:
+    """Whether a fit from an init file should detect landmarks for its hypothesis search: the search is on
+    (:func:`posecore.fitting.setup.preset_for`), the keypoint term is not refused, and the fit is whole-body."""
+    from posecore.fitting.setup import preset_for
+
+    if getattr(args, "keypoints", None) == "none" or options.part is not None:
+        return False
+    return preset_for(options).hypotheses > 0
 
 
 def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
@@ -181,6 +202,8 @@ def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     if photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
         problem.person_mask = photo.mask
     problem.keypoints = keypoints_for_fit(args, prepared.body, photo, prepared.size)
+    if photo is not None and problem.keypoints is not None and args.keypoints in (None, "detect"):
+        problem.bone_directions = photo.bone_directions(prepared.body)
     prepared.preset = prepared.preset.with_overrides(keypoint_weight=args.keypoint_weight)
     if photo is not None and not args.init and not args.optimise:
         from posecore.detect.photo import photo_fit_preset
@@ -299,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--renderer", choices=RENDERER_NAMES, default=DEFAULT_RENDERER)
         p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
+        p.add_argument(
+            "--hypotheses", default="auto",
+            help="try a single view's ambiguous alternatives first (swapped arms/legs, flipped elbows/knees, body "
+            "turned round): auto (the preset's, when landmarks are detected), off, or a number to brief-fit",
+        )  # fmt: skip
         p.add_argument(
             "--iterations", type=_int_at_least(0), default=None, help="override the preset's iteration count"
         )

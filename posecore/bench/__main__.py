@@ -13,6 +13,7 @@ COMMANDS = {
     "smoothing": ("posecore.bench.smoothing", "MPJPE / acceleration error with and without temporal smoothing"),
     "preset-sweep": ("posecore.bench.preset_sweep", "one preset with changed settings: MPJPE up/down per variant"),
     "photo": ("posecore.bench.photo", "fits from a photo alone vs init files, with and without the keypoint term"),
+    "ambiguity": ("posecore.bench.ambiguity", "starts holding a single view's ambiguities: recovered or not, per mode"),
     "first-use": ("posecore.bench.first_use", "the free body's first use from an empty cache: time, memory, size"),
 }
 

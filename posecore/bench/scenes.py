@@ -221,6 +221,10 @@ class SceneSpec:
         init_layout: "posefit" (``init.npz`` only) or, for SMPL-X scenes, also ``init.pkl`` in SMPLify-X's
             default result layout: "smplifyx" (axis-angle body_pose, 12 PCA hand coefficients) or
             "smplifyx_vposer" (body_pose as the (1, 32) code of the scene set's generated VPoser v1.0 folder).
+        ambiguity: the initialisation holds one of a single view's ambiguities (see :data:`AMBIGUITIES`), made by
+            :func:`ambiguous_start` on top of the 15-30 degree errors of ``error_joints``.
+        garments: render shirt, trousers, hair and skin in different colours (:func:`garment_colours`) over a
+            textured background (:func:`textured_background`) instead of one colour over black.
     """
 
     name: str
@@ -236,6 +240,8 @@ class SceneSpec:
     color: tuple[float, float, float] = (0.62, 0.36, 0.26)
     seed: int = 0
     init_layout: str = "posefit"
+    ambiguity: str | None = None
+    garments: bool = False
 
 
 SKIN = (0.62, 0.36, 0.26)
@@ -433,6 +439,151 @@ SCENES: list[SceneSpec] = [
 ]
 
 
+AMBIGUITIES = ("swap_arms", "swap_legs", "flip_elbow", "flip_knee", "turned")
+"""What an ambiguity scene's start gets wrong: the arms or legs exchanged between the sides (mirrored), an elbow
+or knee bent towards the camera instead of away (or the reverse), or the whole body turned round (front and back
+exchanged, the pose mirrored)."""
+
+SHIRT = (0.05, 0.22, 0.12)
+TROUSERS = (0.12, 0.1, 0.08)
+HAIR = (0.03, 0.02, 0.015)
+
+# Ambiguity scenes: each ambiguity on two or three poses and cameras, garment-like colours over a textured
+# background. Built before the hypothesis search and never tuned on: the starts are made by
+# :func:`ambiguous_start`, whose constructions differ from the search's own (:mod:`posecore.fitting.ambiguities`).
+AMBIGUITY_SCENES: list[SceneSpec] = [
+    SceneSpec("amb_swap_arms_grip", "anny", GRIP_FIGHT, "grip fight; start has the arms swapped", 20.0, 8.0,
+              error_joints=("spine2", "left_hip", "right_knee"), seed=31, ambiguity="swap_arms", garments=True),
+    SceneSpec("amb_swap_arms_kick", "anny", RAISED_LEG_KICK, "kick; start has the arms swapped", -30.0, 5.0,
+              error_joints=("spine2", "left_knee", "right_hip"), seed=32, ambiguity="swap_arms", garments=True),
+    SceneSpec("amb_swap_legs_twisted", "anny", TWISTED_LEGS, "twisted legs; start has the legs swapped", 20.0, 6.0,
+              error_joints=("spine2", "left_shoulder", "right_elbow"), seed=33, ambiguity="swap_legs", garments=True),
+    SceneSpec("amb_swap_legs_lean", "anny", JUDO_LEAN, "judo lean; start has the legs swapped", 40.0, 8.0,
+              error_joints=("spine3", "right_shoulder", "left_elbow"), seed=34, ambiguity="swap_legs", garments=True),
+    SceneSpec("amb_flip_elbow_grip", "anny", GRIP_FIGHT, "grip fight; right elbow flipped in depth", 10.0, 5.0,
+              error_joints=("spine2", "left_hip", "left_knee"), seed=35, ambiguity="flip_elbow:right", garments=True),
+    SceneSpec("amb_flip_elbow_throw", "anny", SHOULDER_THROW, "shoulder throw; left elbow flipped in depth", -15.0,
+              8.0, error_joints=("spine2", "right_hip", "right_knee"), seed=36, ambiguity="flip_elbow:left",
+              garments=True),
+    SceneSpec("amb_flip_knee_lean", "anny", JUDO_LEAN, "judo lean; raised knee flipped in depth", 5.0, 6.0,
+              error_joints=("spine2", "right_shoulder", "left_shoulder"), seed=37, ambiguity="flip_knee:left",
+              garments=True),
+    SceneSpec("amb_flip_knee_grip", "anny", GRIP_FIGHT, "grip fight; left knee flipped in depth", 60.0, 8.0,
+              error_joints=("spine3", "left_elbow", "right_shoulder"), seed=38, ambiguity="flip_knee:left",
+              garments=True),
+    SceneSpec("amb_turned_crouch", "anny", CROUCH, "crouch; start turned round", 25.0, 12.0,
+              error_joints=("spine2", "left_knee", "right_shoulder"), seed=39, ambiguity="turned", garments=True),
+    SceneSpec("amb_turned_grip", "anny", GRIP_FIGHT, "grip fight; start turned round", -20.0, 8.0,
+              error_joints=("spine3", "right_hip", "left_elbow"), seed=40, ambiguity="turned", garments=True),
+    SceneSpec("amb_turned_smplx_kick", "smplx", RAISED_LEG_KICK, "kick (SMPL-X-format); start turned round", 30.0,
+              5.0, error_joints=("spine2", "left_knee", "left_shoulder"), seed=41, ambiguity="turned", garments=True),
+]  # fmt: skip
+"""The ambiguity benchmark (``--set ambiguity``)."""
+
+SCENE_SETS = {"judo": SCENES, "ambiguity": AMBIGUITY_SCENES}
+
+
+def _mirrored_swap(body: BodyModel, params: BodyParams, suffixes: tuple[str, ...]) -> None:
+    """In place: the joints ``left_<s>``/``right_<s>`` exchange their rotations, mirrored."""
+    for suffix in suffixes:
+        left, right = model_joint(body, f"left_{suffix}"), model_joint(body, f"right_{suffix}")
+        rl, rr = params.rotations[left].clone(), params.rotations[right].clone()
+        params.rotations[left] = mirror_rotation(body, rr)
+        params.rotations[right] = mirror_rotation(body, rl)
+
+
+def _world_rotations(body: BodyModel, rotations: torch.Tensor) -> list[torch.Tensor]:
+    local = axis_angle_to_matrix(rotations)
+    world = [local[0]]
+    for j in range(1, body.num_joints):
+        world.append(world[body.parents[j]] @ local[j])
+    return world
+
+
+def ambiguous_start(body: BodyModel, truth: BodyParams, ambiguity: str) -> BodyParams:
+    """The truth with one single-view ambiguity built in (before the scene's per-joint errors).
+
+    - ``swap_arms`` / ``swap_legs``: shoulder, elbow, wrist (hip, knee, ankle) rotations exchanged between the sides
+      and mirrored;
+    - ``flip_elbow:SIDE`` / ``flip_knee:SIDE``: the upper bone turned half a turn about the line from the shoulder
+      (hip) to the wrist (ankle), so the hand (foot) stays and the elbow (knee) swings to the other side of that
+      line; the scenes are framed so the bend lies mostly in depth, where this keeps the outline;
+    - ``turned``: the body reflected through its own coronal plane (front <-> back; the pose mirrored and the root
+      turned 180 degrees about the model's up axis).
+    """
+    start = truth.clone()
+    kind, _, side = ambiguity.partition(":")
+    if kind == "swap_arms":
+        _mirrored_swap(body, start, ARM_JOINTS)
+    elif kind == "swap_legs":
+        _mirrored_swap(body, start, ("hip", "knee", "ankle"))
+    elif kind in ("flip_elbow", "flip_knee"):
+        chain = ("shoulder", "elbow", "wrist") if kind == "flip_elbow" else ("hip", "knee", "ankle")
+        a, _, e = (model_joint(body, f"{side}_{name}") for name in chain)
+        with torch.no_grad():
+            joints = body(truth).joints
+        axis = joints[e] - joints[a]
+        turn = axis_angle_to_matrix(axis / axis.norm() * math.pi)
+        world = _world_rotations(body, truth.rotations)
+        start.rotations[a] = matrix_to_axis_angle(world[body.parents[a]].T @ turn @ world[a])
+    elif kind == "turned":
+        for j in range(1, body.num_joints):
+            start.rotations[j] = mirror_rotation(body, truth.rotations[j])
+        names = body.joint_names
+        for j, name in enumerate(names):
+            twin = name.replace("left_", "right_") if name.startswith("left_") else None
+            twin = name[:-2] + ".R" if name.endswith(".L") else twin
+            if twin is not None and twin in names:
+                k = names.index(twin)
+                start.rotations[j] = mirror_rotation(body, truth.rotations[k])
+                start.rotations[k] = mirror_rotation(body, truth.rotations[j])
+        frame = model_frame(body)
+        up = frame @ torch.tensor([0.0, 0.0, 1.0])
+        left = frame[:, 0]
+        mirror = torch.eye(3) - 2.0 * torch.outer(left, left)
+        root = mirror @ axis_angle_to_matrix(truth.rotations[0]) @ mirror
+        start.rotations[0] = matrix_to_axis_angle(axis_angle_to_matrix(up * math.pi) @ root)
+    else:
+        raise ValueError(f"unknown ambiguity {ambiguity!r}; choose from {AMBIGUITIES}")
+    return start
+
+
+def garment_colours(body: BodyModel) -> torch.Tensor:
+    """(V, 3) linear RGB: a shirt over the torso and arms, trousers over the hips and legs, skin on the hands and
+    face, dark hair over the top and back of the head (vertices of the head part above its middle height)."""
+    from posecore.fitting.parts import part_vertex_mask
+
+    colours = torch.tensor(SKIN).expand(body.num_vertices, 3).clone()
+    colours[part_vertex_mask(body, "torso") | part_vertex_mask(body, "arms")] = torch.tensor(SHIRT)
+    colours[part_vertex_mask(body, "lower_body")] = torch.tensor(TROUSERS)
+    colours[part_vertex_mask(body, "hands")] = torch.tensor(SKIN)
+    head = part_vertex_mask(body, "head")
+    with torch.no_grad():
+        rest = body(body.default_params()).vertices
+    frame = model_frame(body)
+    height = rest @ (frame @ torch.tensor([0.0, 0.0, 1.0]))
+    depth = rest @ (frame @ torch.tensor([0.0, -1.0, 0.0]))  # towards the front
+    top = height[head].quantile(0.55)
+    front = depth[head].quantile(0.75)
+    colours[head & ((height > top) | (depth < front - 0.06))] = torch.tensor(HAIR)
+    return colours
+
+
+def textured_background(size: int, seed: int) -> np.ndarray:
+    """(size, size, 3) float32 in [0, 1]: a wall of soft coloured blotches over a floor of tiles, seeded."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    image = np.zeros((size, size, 3), np.float32)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(0, 1), rng.uniform(0, 0.7), rng.uniform(0.1, 0.35)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+        image += blob * rng.uniform(0.05, 0.45, size=3).astype(np.float32)
+    floor = y > 0.72
+    tiles = ((np.floor(x * 10) + np.floor(y * 14)) % 2).astype(np.float32)
+    image[floor] = (0.35 + 0.2 * tiles[floor])[:, None] * np.array([0.8, 0.7, 0.55], np.float32)
+    return np.clip(image, 0.0, 1.0)
+
+
 # ------------------------------------------------------------------------------------------------ model frames
 def model_frame(body: BodyModel) -> torch.Tensor:
     """(3, 3) rotation from Anny's world axes (in which poses are written) to ``body``'s frame."""
@@ -540,9 +691,9 @@ class CyclesLook:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-TargetRenderer = Callable[[np.ndarray, np.ndarray, PinholeCamera, CyclesLook, int, int, int], np.ndarray]
-"""(vertices (V, 3) Blender world, faces (F, 3), camera (Blender world), look, samples, threads, seed) ->
-(H, W, 4) float32 straight-alpha RGBA in [0, 1]."""
+TargetRenderer = Callable[..., np.ndarray]
+"""(vertices (V, 3) Blender world, faces (F, 3), camera (Blender world), look, samples, threads, seed,
+vertex_colors=None (V, 3) linear RGB or None for ``look.color``) -> (H, W, 4) float32 straight-alpha RGBA in [0, 1]."""
 
 
 # ------------------------------------------------------------------------------------------------ the set
@@ -594,7 +745,10 @@ def make_scene(
 
     truth = body.default_params()
     truth.rotations = pose_for_body(body, spec.pose)
-    initial, errors = perturb(body, truth, spec)
+    if spec.ambiguity is not None:
+        initial, errors = perturb(body, ambiguous_start(body, truth, spec.ambiguity), spec)
+    else:
+        initial, errors = perturb(body, truth, spec)
     with torch.no_grad():
         posed = body(truth)
     camera = frame_camera(body, posed.vertices, size, spec.azimuth_deg, spec.elevation_deg)
@@ -610,10 +764,15 @@ def make_scene(
     camera_world = rigmath.camera_to_frame(camera, torch.linalg.inv(to_blender))
     look = CyclesLook(color=spec.color)
     start = time.perf_counter()
-    rgba = render(vertices_world.numpy(), body.faces.numpy(), camera_world, look, samples, threads, spec.seed)
+    colours = garment_colours(body).numpy() if spec.garments else None
+    rgba = render(
+        vertices_world.numpy(), body.faces.numpy(), camera_world, look, samples, threads, spec.seed,
+        vertex_colors=colours,
+    )  # fmt: skip
     render_s = time.perf_counter() - start
     alpha_mask = torch.from_numpy(rgba[..., 3].copy())
-    target = rgba[..., :3] * rgba[..., 3:]  # over a black background, the fit's default
+    background = textured_background(size, spec.seed) if spec.garments else 0.0
+    target = rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])  # black: the fit's default
     iou = silhouette_iou(alpha_mask, posed.vertices, body.faces, camera)
 
     record = {
@@ -627,6 +786,8 @@ def make_scene(
         "pose": {k: list(v) for k, v in spec.pose.items()},
         "init_errors_deg": errors,
         "swap_arms": spec.swap_arms,
+        "ambiguity": spec.ambiguity,
+        "garments": spec.garments,
         "camera_error_deg": spec.camera_error_deg,
         "camera_error_axis_angle": alpha.tolist(),
         "camera": camera.as_dict(),
@@ -735,9 +896,11 @@ def make_scene_set(
     samples: int = 24,
     threads: int = 1,
     log=print,
+    scene_set: str = "judo",
 ) -> list[dict]:
-    """Generate the first ``count`` scenes of :data:`SCENES` (all by default) into ``out``."""
-    specs = SCENES if count is None else SCENES[:count]
+    """Generate the first ``count`` scenes of a set of :data:`SCENE_SETS` (all by default) into ``out``."""
+    chosen = SCENE_SETS[scene_set]
+    specs = chosen if count is None else chosen[:count]
     out.mkdir(parents=True, exist_ok=True)
     bodies = load_bodies(specs, out)
     records = []
@@ -755,13 +918,18 @@ def main(argv: list[str] | None, render: TargetRenderer) -> int:
     """The scene-set command (``scripts/make_benchmark_scenes.py`` calls it with Blender Cycles as ``render``)."""
     parser = argparse.ArgumentParser(prog="scripts/make_benchmark_scenes.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder to write the scenes into")
-    parser.add_argument("--count", type=int, default=None, help=f"first N scenes (default all {len(SCENES)})")
+    parser.add_argument("--count", type=int, default=None, help="first N scenes of the set (default all)")
     parser.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
     parser.add_argument("--samples", type=int, default=24, help="Cycles samples per pixel")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and Cycles")
+    parser.add_argument(
+        "--set", dest="scene_set", choices=sorted(SCENE_SETS), default="judo",
+        help="judo: the accuracy set; ambiguity: starts holding a single view's ambiguities, garments, background",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    if args.count is not None and not 1 <= args.count <= len(SCENES):
-        print(f"error: --count must be between 1 and {len(SCENES)}", file=sys.stderr)
+    available = len(SCENE_SETS[args.scene_set])
+    if args.count is not None and not 1 <= args.count <= available:
+        print(f"error: --count must be between 1 and {available}", file=sys.stderr)
         return 2
     if args.size < 16 or args.samples < 1:
         print("error: --size must be >= 16 and --samples >= 1", file=sys.stderr)
@@ -776,6 +944,7 @@ def main(argv: list[str] | None, render: TargetRenderer) -> int:
         args.samples,
         args.threads,
         log=lambda line: print(line, file=sys.stderr),
+        scene_set=args.scene_set,
     )
     print(f"wrote {len(records)} scenes to {args.out} in {time.perf_counter() - start:.0f} s")
     return 0

@@ -44,6 +44,12 @@ class PhotoStart:
     detect_cpu_seconds: float = 0.0
     init_cpu_seconds: float = 0.0
 
+    def bone_directions(self, body: BodyModel):
+        """The detection's limb bone directions for ``body`` (:class:`posecore.fitting.directions.BoneDirections`)."""
+        from posecore.fitting.directions import BoneDirections
+
+        return BoneDirections.from_detection(body, self.detection.world, self.detection.visibility)
+
     def as_body_init(self, body: BodyModel):
         """The start as a :class:`posecore.io.init_files.BodyInit` of ``body`` (every joint named, absolute hand
         rotations, the camera with its intrinsics and image size), for the fit set-up that reads initialisations."""

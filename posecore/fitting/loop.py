@@ -24,8 +24,11 @@ from posecore.bodies.vposer import LATENT_DIM, VPoserDecoder
 from posecore.cameras.orbit import orbit_camera
 from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import ParameterError, PoseFitError
+from posecore.fitting.directions import BoneDirections, direction_loss
+from posecore.fitting.hypotheses import HypothesisSearch
 from posecore.fitting.keypoints import Keypoints2D, keypoint_loss
 from posecore.fitting.latent import VPOSER_JOINTS, LatentPose
+from posecore.fitting.limits import JointLimits
 from posecore.fitting.look import Look
 from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
 from posecore.fitting.presets import Preset
@@ -95,6 +98,9 @@ class FitState:
             initialisation); on the final state, the iteration its ``params`` come from.
         last_loss: on the final state, the objective of the last iterate (>= ``loss``); else equal to ``loss``.
         keypoint_loss: the 2D keypoint term (before its weight; 0 without keypoints).
+        limit_loss: the joint-limit penalty (before its weight; see :mod:`posecore.fitting.limits`).
+        phase: "fit" for the optimisation's states, "hypotheses" for the states of the hypothesis search that
+            comes first (:mod:`posecore.fitting.hypotheses`; the first of them is the initialisation's).
     """
 
     iteration: int
@@ -111,6 +117,8 @@ class FitState:
     best_iteration: int = 0
     last_loss: float = float("nan")
     keypoint_loss: float = 0.0
+    limit_loss: float = 0.0
+    phase: str = "fit"
 
 
 @dataclass
@@ -137,6 +145,8 @@ class FitProblem:
             code whose decoded pose is closest to the initial body pose (:meth:`VPoserDecoder.encode`).
         keypoints: optional 2D landmarks of some joints (detected, see :mod:`posecore.detect`); with a preset's
             ``keypoint_weight`` > 0 they add the robust keypoint term to Eq. 5.
+        bone_directions: optional limb bone directions from the detector's 3D landmarks (the depth cue, see
+            :mod:`posecore.fitting.directions`); with a preset's ``direction_weight`` > 0 they add that term.
     """
 
     body: BodyModel
@@ -153,6 +163,7 @@ class FitProblem:
     vposer: VPoserDecoder | None = None
     initial_code: torch.Tensor | None = None
     keypoints: Keypoints2D | None = None
+    bone_directions: BoneDirections | None = None
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for inconsistent or non-finite input."""
@@ -224,6 +235,8 @@ class PoseFitter:
             self.vertex_colors = self.estimate_albedo(posed.vertices)
         self._check_visible(posed.vertices)
         self.latent = LatentPose.build(problem, self.free_joints, self.initial) if "vposer" in preset.optimise else None
+        self.limits = JointLimits.for_body(body) if preset.limit_weight > 0 else None
+        self.search: HypothesisSearch | None = None
 
     # ------------------------------------------------------------------ helpers
     def scene(self, vertices: torch.Tensor, camera: PinholeCamera) -> RenderScene:
@@ -296,12 +309,30 @@ class PoseFitter:
 
     # ------------------------------------------------------------------ the loop
     def steps(self) -> Iterator[FitState]:
-        """Run the optimisation, yielding one :class:`FitState` per iteration and a final evaluation."""
+        """Run the optimisation, yielding one :class:`FitState` per iteration and a final evaluation.
+
+        With ``preset.hypotheses`` > 0 and detected landmarks (2D keypoints or 3D bone directions: the cues that
+        tell left from right and near from far) a hypothesis search comes first (its states have
+        ``phase="hypotheses"``, the first being the initialisation's), and the optimisation starts from the
+        candidate it chose. Not in VPoser's latent space.
+        """
+        start = time.perf_counter()
+        p = self.problem
+        has_cues = p.keypoints is not None or p.bone_directions is not None
+        if self.preset.hypotheses > 0 and self.latent is None and has_cues:
+            self.search = HypothesisSearch(self, self.preset.hypotheses, self.preset.hypothesis_iterations)
+            yield from self.search.steps()
+            yield from self._optimise(self.search.chosen.params, start)
+        else:
+            yield from self._optimise(self.initial, start)
+
+    def _optimise(self, begin: BodyParams, start: float) -> Iterator[FitState]:
+        """The optimisation from ``begin`` (the initialisation, or the candidate a search chose); ``start`` is the
+        ``time.perf_counter()`` the fit's ``elapsed_s`` counts from."""
         p, preset = self.problem, self.preset
         body = p.body
-        start = time.perf_counter()
         free = torch.tensor(self.free_joints, dtype=torch.int64)
-        base = self.initial.rotations.detach().clone()
+        base = begin.rotations.detach().clone()
         pose_var = base[free].clone().requires_grad_("pose" in preset.optimise or "global_orient" in preset.optimise)
         prior_ref = base[free].clone() if preset.prior_reference == "init" else torch.zeros_like(base[free])
         prior_rows = torch.tensor([j != 0 for j in self.free_joints], dtype=torch.bool)  # the prior is on theta_b
@@ -311,7 +342,7 @@ class PoseFitter:
             pose_var.requires_grad_("global_orient" in preset.optimise and 0 in self.free_joints)
         alpha = torch.zeros(3, requires_grad="camera_angle" in preset.optimise)
         extra: dict[str, torch.Tensor] = {
-            name: getattr(self.initial, name).detach().clone().requires_grad_(name in preset.optimise)
+            name: getattr(begin, name).detach().clone().requires_grad_(name in preset.optimise)
             for name in ("translation", "shape", "expression")
         }
         groups_pose = []
@@ -362,6 +393,12 @@ class PoseFitter:
                 if p.keypoints is not None and preset.keypoint_weight > 0:
                     kp_loss = keypoint_loss(posed.joints, camera, p.keypoints)
                     loss = loss + preset.keypoint_weight * kp_loss
+                if p.bone_directions is not None and preset.direction_weight > 0:
+                    loss = loss + preset.direction_weight * direction_loss(posed.joints, camera, p.bone_directions)
+                limit_loss = torch.zeros(())
+                if self.limits is not None:
+                    limit_loss = self.limits.penalty(rotations)
+                    loss = loss + preset.limit_weight * limit_loss
             if not torch.isfinite(loss):
                 raise FitDivergedError(
                     f"the loss became {float(loss.detach())} at iteration {iteration}; lower the learning rate "
@@ -385,6 +422,7 @@ class PoseFitter:
                 final=final,
                 last_loss=float(loss.detach()),
                 keypoint_loss=float(kp_loss.detach()),
+                limit_loss=float(limit_loss.detach()),
             )
             if level is fine:  # objectives at other resolutions are not comparable
                 if best is None or state.loss < best.loss * (1 - preset.min_improvement):
@@ -393,6 +431,10 @@ class PoseFitter:
                     stale += 1
                 if best is None or state.loss < best.loss:
                     best = state
+            if iteration == 0:
+                first = state
+            if final and best is not first and best.loss > first.loss * (1 - preset.accept_gain):
+                best = first  # too small a gain to be worth moving: the start is kept exactly (stable re-fits)
             state.best_iteration = best.iteration
             if final and best is not state:
                 state = replace(best, iteration=iteration, final=True, best_iteration=best.iteration,

@@ -47,6 +47,15 @@ class Preset:
         min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
         min_iterations: no early stop before this many iterations (a selective fit's objective, whose counted
             region moves with the part, can rise for a while before it falls).
+        limit_weight: weight of the anatomical joint-limit penalty (:mod:`posecore.fitting.limits`); 0 = none.
+        direction_weight: weight of the 3D landmark bone-direction term (:mod:`posecore.fitting.directions`) when
+            the problem has detected bone directions; 0 leaves it out.
+        hypotheses: a hypothesis search before the fit (:mod:`posecore.fitting.hypotheses`) brief-fits this many
+            candidates (0 = no search).
+        hypothesis_iterations: steps of each candidate's brief fit.
+        accept_gain: the fit moves off its start only if the objective improves on the start's by more than this
+            fraction; else the start is returned exactly (0 = any improvement counts). Makes a re-fit of a result,
+            or a warm start on an identical frame, stay where it is instead of wandering along flat directions.
     """
 
     name: str
@@ -70,6 +79,11 @@ class Preset:
     patience: int = 0
     min_improvement: float = 1e-3
     min_iterations: int = 0
+    limit_weight: float = 0.0
+    direction_weight: float = 0.0
+    hypotheses: int = 0
+    hypothesis_iterations: int = 15
+    accept_gain: float = 0.0
     notes: str = field(default="", compare=False)
 
     def with_overrides(self, **changes: object) -> Preset:
@@ -105,6 +119,18 @@ class Preset:
             raise ParameterError(
                 f"patience and min_improvement must be >= 0, got {self.patience}, {self.min_improvement}"
             )
+        if (
+            not self.direction_weight >= 0
+            or not self.limit_weight >= 0
+            or self.hypotheses < 0
+            or self.hypothesis_iterations < 1
+        ):
+            raise ParameterError(
+                f"limit_weight and hypotheses must be >= 0 and hypothesis_iterations >= 1, got {self.limit_weight}, "
+                f"{self.hypotheses}, {self.hypothesis_iterations}"
+            )
+        if not 0.0 <= self.accept_gain < 1.0:
+            raise ParameterError(f"accept_gain must be in [0, 1), got {self.accept_gain}")
         if self.loss_reduction not in ("sum", "mean"):
             raise ParameterError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
 
@@ -144,6 +170,11 @@ FAST = Preset(
     patience=15,
     min_improvement=0.005,
     min_iterations=40,
+    limit_weight=1.0,
+    direction_weight=0.02,
+    hypotheses=4,
+    hypothesis_iterations=15,
+    accept_gain=0.0,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
     "towards the initialisation and a small robust 2D keypoint term when landmarks are known; stops early (after "
     "40 iterations at the least) once the objective has not improved by 0.5% for 15 iterations.",

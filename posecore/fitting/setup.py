@@ -50,6 +50,8 @@ class FitOptions:
         renderer: renderer backend name.
         vposer: the user's VPoser folder (decodes a 32-number body_pose; theta_b may then be the code).
         flat_hand_mean: the init's hand poses were made with smplx's ``flat_hand_mean=True``.
+        hypotheses: ``auto`` (the preset's search, when the fit has landmarks), ``off``, or the number of
+            candidates to brief-fit (:mod:`posecore.fitting.hypotheses`).
     """
 
     image: str | None = None
@@ -69,6 +71,7 @@ class FitOptions:
     renderer: str = DEFAULT_RENDERER
     vposer: str | None = None
     flat_hand_mean: bool = False
+    hypotheses: str = "auto"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FitOptions:
@@ -175,7 +178,11 @@ def parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
 
 def preset_for(options: FitOptions) -> Preset:
     """The named preset with the options' overrides (validated)."""
-    return get_preset(options.preset).with_overrides(
+    from posecore.fitting.hypotheses import parse_hypotheses
+
+    base = get_preset(options.preset)
+    return base.with_overrides(
+        hypotheses=parse_hypotheses(options.hypotheses, base.hypotheses),
         iterations=options.iterations,
         optimise=tuple(options.optimise.split(",")) if options.optimise else None,
         prior_weight=options.prior_weight,
