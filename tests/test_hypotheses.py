@@ -21,7 +21,9 @@ from posecore.render.raster import RasterRenderer
 from posecore.render.scene import RenderScene
 
 SIZE = 128
-KEYPOINT_JOINTS = [f"{s}_{n}" for s in ("left", "right") for n in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
+KEYPOINT_JOINTS = [
+    f"{s}_{n}" for s in ("left", "right") for n in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+]
 
 
 def far_camera(body, params, size: int = SIZE):
