@@ -22,11 +22,12 @@ def _ensure_posecore() -> None:
 
 _ensure_posecore()
 
-from . import first_use, operators, properties, ui  # noqa: E402
+from . import alternatives, first_use, operators, properties, ui  # noqa: E402
 
 _CLASSES = (
     *properties.CLASSES,
     *operators.CLASSES,
+    *alternatives.CLASSES,
     *ui.CLASSES,
 )
 

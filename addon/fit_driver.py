@@ -15,7 +15,7 @@ from posecore.fitting.presets import get_preset
 from posecore.metrics import image_error_percent
 from posecore.render import get_renderer
 
-from . import scene_io, targets
+from . import alternatives, scene_io, targets
 from .properties import chosen_renderer, preferences
 
 VPOSER_ENV = "POSEFIT_VPOSER"
@@ -146,6 +146,13 @@ class FitDriver:
         prefs = preferences(context)
         renderer = get_renderer(chosen_renderer(prefs))
         preset = get_preset(settings.preset).with_overrides(iterations=settings.iterations or None)
+        cues = None
+        if settings.hypotheses and preset.hypotheses > 0 and mask is None:
+            from posecore.detect.cues import detect_cues
+
+            cues = detect_cues(target, self.body, source=str(settings.target_path))
+        if not settings.hypotheses:
+            preset = preset.with_overrides(hypotheses=0)
         self.target = target
         self.fitter = PoseFitter(
             FitProblem(
@@ -156,6 +163,8 @@ class FitDriver:
                 renderer,
                 person_mask=person_mask,
                 vposer=vposer_for(context) if self.spec.startswith("smplx") else None,
+                keypoints=cues[0] if cues is not None else None,
+                bone_directions=cues[1] if cues is not None else None,
             ),
             preset,
         )
@@ -200,6 +209,8 @@ class FitDriver:
         settings.status_loss = self.state.loss
         settings.status_error = image_error_percent(self.state.render, self.target, self.state.weight)
         settings.status_message = f"Fitting: {self.state.iteration}/{self.total - 1}"
+        if self.state.phase == "hypotheses":
+            settings.status_message = "Trying alternatives (arms, legs, elbows, knees, turned round)"
         return self.state
 
     def finish(self) -> None:
@@ -226,7 +237,10 @@ class FitDriver:
             if moved_camera:
                 self.cam_obj.keyframe_insert("location", frame=frame)
                 self.cam_obj.keyframe_insert("rotation_euler", frame=frame)
+        alternatives.remember(self.arm_obj, self.fitter.search, state)
         settings.status_message = f"Done: loss {self.first.loss:.4g} -> {state.loss:.4g}"
+        if self.fitter.search is not None:
+            settings.status_message += f" (from '{self.fitter.search.chosen.name}')"
 
     def cancel(self) -> None:
         """Restore the pose and the camera exactly as they were before the fit."""

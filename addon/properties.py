@@ -242,6 +242,13 @@ class PoseFitSettings(bpy.types.PropertyGroup):
         "Without a PoseFit body in the scene the first frame is always detected",
         default=False,
     )
+    hypotheses: BoolProperty(
+        name="Try Alternatives",
+        description="Before a whole-body fit, detect the person's landmarks in the photo and try the poses one view "
+        "cannot tell apart (arms or legs swapped, elbows and knees flipped towards or away from the camera, the body "
+        "turned round); the fit finishes the one that explains the photo best. Next Alternative shows the others",
+        default=True,
+    )
     keyframe: BoolProperty(
         name="Keyframe",
         description="Insert keyframes for the fitted bones (and the camera, if the fit turned it) at the current frame",

@@ -65,6 +65,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         box.prop(settings, "preset")
         box.prop(settings, "iterations")
         box.prop(settings, "fit_size")
+        box.prop(settings, "hypotheses")
         box.prop(settings, "keyframe")
 
         row = layout.row()
@@ -74,6 +75,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row = layout.row(align=True)
         row.enabled = armature is not None
         row.operator("posefit.reset_pose", icon="LOOP_BACK")
+        row.operator("posefit.next_alternative", icon="FILE_REFRESH", text="")
         row.operator("posefit.save_fit", icon="EXPORT")
         row.operator("posefit.export_body", icon="ARMATURE_DATA")
 

@@ -974,3 +974,87 @@ def test_fit_frames_can_start_from_the_pose_detected_in_the_first_frame(ext, tmp
     keyed = {kp.co[0] for fc in _fcurves(arm) for kp in fc.keyframe_points}
     assert keyed == {1.0, 2.0}
     settings.detect_first_frame, settings.iterations, settings.mask_path, settings.target_path = False, 0, "", ""
+
+
+@pytest.fixture()
+def swapped_legs_scene(ext, anny, tmp_path):
+    """An Anny body whose legs are swapped left/right (mirrored), looking at a 192 px photo of the true pose (big
+    enough for MediaPipe to find the person): the ambiguity 'Try Alternatives' is for."""
+    from posecore.bench.scenes import TWISTED_LEGS, ambiguous_start, pose_for_body
+
+    scene_io, _ = ext
+    _clear_scene()
+    truth = anny.default_params()
+    truth.rotations = pose_for_body(anny, TWISTED_LEGS)
+    start = ambiguous_start(anny, truth, "swap_legs")
+    size = 192
+    camera = rigmath.default_camera(rigmath.rest_rig(anny), size, size)
+    with torch.no_grad():
+        image = RasterRenderer().render(
+            RenderScene(anny(truth).vertices, anny.faces, torch.tensor([0.7, 0.45, 0.35]).expand(anny.num_vertices, 3),
+                        camera, Lighting(ambient=torch.full((3,), 0.5), headlight=True,
+                                         headlight_intensity=torch.full((3,), 0.5)), torch.zeros(3))
+        ).image  # fmt: skip
+    target = tmp_path / "legs.png"
+    save_image(target, image.clamp(0, 1))
+    settings = bpy.context.scene.posefit
+    settings.model, settings.init_path, settings.target_path = "anny", "", str(target)
+    settings.mask_path, settings.vertex_group, settings.resolution_from_photo = "", "", True
+    settings.fit_size, settings.iterations, settings.keyframe, settings.hypotheses = size, 40, False, True
+    assert bpy.ops.posefit.import_body() == {"FINISHED"}
+    arm, _mesh = scene_io.find_body_objects(bpy.context)
+    spec = str(arm[scene_io.MODEL_KEY])
+    rig = scene_io.get_rig(spec, scene_io.get_body(spec), torch.tensor(list(arm[scene_io.SHAPE_KEY])))
+    scene_io.write_pose(arm, rig, start.rotations, start.translation)
+    yield {"arm": arm, "rig": rig, "truth": truth, "start": start}
+    settings.target_path, settings.iterations = "", 0
+
+
+def _legs_error_mm(anny, rotations, truth) -> float:
+    from posecore.detect.joint_map import model_joints
+    from posecore.metrics import mpjpe_mm
+
+    legs = [model_joints(anny, f"{s}_{n}")[0] for s in ("left", "right") for n in ("hip", "knee", "ankle")]
+    params = truth.clone()
+    params.rotations = rotations
+    with torch.no_grad():
+        return mpjpe_mm(anny(params).joints[legs], anny(truth).joints[legs])
+
+
+def test_fit_tries_alternatives_and_next_alternative_cycles_them(swapped_legs_scene, anny, ext):
+    pytest.importorskip("mediapipe", reason="Try Alternatives detects landmarks with mediapipe==0.10.14")
+    scene_io, _ = ext
+    arm, rig, truth = swapped_legs_scene["arm"], swapped_legs_scene["rig"], swapped_legs_scene["truth"]
+    before = _legs_error_mm(anny, scene_io.read_pose(arm, rig)[0], truth)
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    status = bpy.context.scene.posefit.status_message
+    assert "from 'swap_legs'" in status, status
+    fitted = scene_io.read_pose(arm, rig)[0]
+    after = _legs_error_mm(anny, fitted, truth)
+    assert after < 0.3 * before, (before, after)
+    stored = json_alternatives(arm)
+    assert len(stored) >= 2 and stored[0]["name"].startswith("fit")
+    seen = []
+    for _ in range(len(stored)):
+        assert bpy.ops.posefit.next_alternative() == {"FINISHED"}
+        seen.append(scene_io.read_pose(arm, rig)[0])
+    assert not torch.allclose(seen[0], fitted, atol=1e-3)  # another reading of the photo
+    assert torch.allclose(seen[-1], fitted, atol=1e-5)  # and round to the fitted pose again
+
+
+def json_alternatives(arm) -> list:
+    import json
+
+    return json.loads(str(arm["posefit_alternatives"]))
+
+
+def test_fitting_the_fitted_pose_again_moves_no_joint_more_than_a_degree(swapped_legs_scene, anny, ext):
+    pytest.importorskip("mediapipe", reason="Try Alternatives detects landmarks with mediapipe==0.10.14")
+    scene_io, _ = ext
+    arm, rig = swapped_legs_scene["arm"], swapped_legs_scene["rig"]
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    first = scene_io.read_pose(arm, rig)[0]
+    assert bpy.ops.posefit.fit() == {"FINISHED"}
+    second = scene_io.read_pose(arm, rig)[0]
+    change = torch.rad2deg(rotation_angle_between(axis_angle_to_matrix(first), axis_angle_to_matrix(second)))
+    assert float(change.max()) < 1.0, float(change.max())

@@ -145,7 +145,7 @@ def test_search_finds_the_swapped_legs_and_beats_the_plain_fit(anny, swapped_leg
 
 
 def test_refitting_a_result_moves_no_joint_more_than_a_degree(anny, swapped_legs_case) -> None:
-    truth, start, camera, target, keypoints, bones = swapped_legs_case
+    truth, _start, camera, target, keypoints, bones = swapped_legs_case
     _, states, _ = fit(anny, swapped_legs_case)
     result = states[-1].params
     again_case = (truth, result, camera, target, keypoints, bones)

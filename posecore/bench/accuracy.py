@@ -158,14 +158,35 @@ def _body_joints(body: BodyModel, params: BodyParams) -> torch.Tensor:
         return body(params).joints
 
 
-def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
-    """Fit one scene and measure it. Returns the metrics row (``before``/``after`` pairs in mm, %, degrees)."""
+def scene_cues(scene: Scene, body: BodyModel):
+    """What ``fit`` detects in a scene's photo for a whole-body init-file fit (its default): the 2D keypoints and
+    the 3D landmarks' bone directions, or (None, None) for selective scenes or when no person is found."""
+    from posecore.detect.landmarks import NoPersonFoundError
+    from posecore.detect.photo import photo_start
+
+    if scene.part is not None or scene.folder is None:
+        return None, None
+    try:
+        start = photo_start(scene.folder / "target.png", body, size=(scene.camera.width, scene.camera.height))
+    except NoPersonFoundError:
+        return None, None
+    return start.init.keypoints, start.bone_directions(body)
+
+
+def fit_scene(scene: Scene, body: BodyModel, renderer, preset, cues=(None, None)) -> SceneResult:
+    """Fit one scene and measure it. Returns the metrics row (``before``/``after`` pairs in mm, %, degrees).
+
+    ``cues``: (keypoints, bone directions) detected in the photo (:func:`scene_cues`), or (None, None)."""
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
     from posecore.fitting.parts import part_joints
 
     look = Look(scene.init_camera, part=scene.part)
-    fitter = PoseFitter(FitProblem(body, scene_initial(scene, body), scene.target, look, renderer), preset)
+    keypoints, bones = cues
+    problem = FitProblem(
+        body, scene_initial(scene, body), scene.target, look, renderer, keypoints=keypoints, bone_directions=bones
+    )
+    fitter = PoseFitter(problem, preset)
     states = fitter.run()
     first, last = states[0], states[-1]
     joints = body.body_joint_indices
@@ -196,6 +217,8 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset) -> SceneResult:
             *(math.degrees(float(rotation_angle_between(true_r, s.camera.rotation))) for s in (first, last))
         ),
         "loss": _pair(first.loss, last.loss),
+        "landmarks": keypoints is not None,
+        "hypothesis": fitter.search.chosen.name if fitter.search is not None else None,
     }
     if scene.part is not None:
         inside = part_joints(body, scene.part)
@@ -247,6 +270,7 @@ def run_accuracy(
     size: int | None = None,
     limit: int | None = None,
     log=print,
+    landmarks: str = "detect",
 ) -> tuple[list[SceneResult], dict[str, str]]:
     """Fit the scenes with every backend and preset; returns the results and {backend: reason} of skipped ones."""
     from posecore.bodies import load_body_model
@@ -259,6 +283,7 @@ def run_accuracy(
     for scene in scenes:
         if scene.model_spec not in bodies:
             bodies[scene.model_spec] = load_body_model(scene.model_spec)
+    cues = {s.name: scene_cues(s, bodies[s.model_spec]) if landmarks == "detect" else (None, None) for s in scenes}
     results: list[SceneResult] = []
     skipped: dict[str, str] = {}
     for backend in backends:
@@ -272,7 +297,7 @@ def run_accuracy(
             preset = get_preset(preset_name).with_overrides(iterations=iterations.get(preset_name))
             for scene in scenes:
                 try:
-                    result = fit_scene(scene, bodies[scene.model_spec], renderer, preset)
+                    result = fit_scene(scene, bodies[scene.model_spec], renderer, preset, cues[scene.name])
                 except PoseFitError as exc:  # a diverged fit is a result too
                     log(f"{backend}/{preset_name} {scene.name}: failed: {exc}")
                     continue
@@ -536,6 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", default="docs", help="folder for results.md, accuracy.json and images/")
     parser.add_argument("--fresh", action="store_true", help="drop earlier results in OUT/accuracy.json")
+    parser.add_argument(
+        "--landmarks", choices=("detect", "none"), default="detect",
+        help="detect: whole-body fits get the photo's landmarks, as 'fit' does by default; none: the image alone",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     presets = [p for p in args.presets.split(",") if p]
@@ -550,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             args.size,
             args.limit,
             log=lambda line: print(line, file=sys.stderr, flush=True),
+            landmarks=args.landmarks,
         )
     except (FileNotFoundError, ValueError, PoseFitError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,37 @@
+"""Landmark cues for a fit that already has its start: 2D keypoints (with their left/right labels) and the 3D
+landmarks' limb directions (the depth cue), detected in the target image.
+
+A fit from an init file, a warm start or a Blender scene needs no new body from the photo, only what tells the
+hypothesis search (:mod:`posecore.fitting.hypotheses`) left from right and near from far.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from posecore.bodies.base import BodyModel
+from posecore.errors import BackendUnavailableError
+from posecore.fitting.directions import BoneDirections
+from posecore.fitting.keypoints import Keypoints2D
+
+
+def detect_cues(
+    image: torch.Tensor, body: BodyModel, person_box: tuple[int, int, int, int] | None = None, source: str = "photo"
+) -> tuple[Keypoints2D, BoneDirections] | None:
+    """Detect the person in ``image`` and return (keypoints at the image's size, bone directions), or None when
+    nobody is found or MediaPipe is not installed (cues are welcome, not required).
+
+    Args:
+        image: (H, W, 3) float in [0, 1], the fit's target. body: the body the keypoints index.
+        person_box: (x0, y0, x1, y1) pixels of ``image`` to detect in. source: the image's name for messages.
+    """
+    from posecore.detect.initialise import landmark_initialiser
+    from posecore.detect.landmarks import NoPersonFoundError, detect_landmarks
+    from posecore.detect.photo import photo_rgb8
+
+    try:
+        detection = detect_landmarks(photo_rgb8(image), person_box, source)
+    except (NoPersonFoundError, BackendUnavailableError, ImportError):
+        return None
+    keypoints = landmark_initialiser(body).keypoints(detection)
+    return keypoints, BoneDirections.from_detection(body, detection.world, detection.visibility)
