@@ -103,7 +103,7 @@ def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, sta
             "before": round(mpjpe_mm(before[moved], truth[moved]), 1),
             "after": round(mpjpe_mm(after[moved], truth[moved]), 1),
         },
-        "limit_excess_deg": round(float(torch.rad2deg(limits.excess(last.params.rotations)).max()), 2),
+        "limit_excess_deg": round(limits.max_excess_deg(last.params.rotations), 2),
         "chosen": fitter.search.chosen.name if fitter.search is not None else None,
         "seconds": round(last.elapsed_s, 2),
         "iterations": last.iteration,

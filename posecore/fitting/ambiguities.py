@@ -31,6 +31,9 @@ from posecore.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 MIRROR = torch.tensor([1.0, -1.0, -1.0])
 """Axis-angle mirrored through the sagittal plane x = 0 (a pseudo-vector: x kept, y and z negated)."""
 
+TWIST_STEPS = 16
+"""Twists about a flipped bone tried to keep its joint inside its range (22.5 degrees apart)."""
+
 ARM_CHAIN = ("shoulder", "elbow", "wrist")
 LEG_CHAIN = ("hip", "knee", "ankle")
 ARM_ROOTS = ("collar",)
@@ -184,8 +187,9 @@ def flip_limb_depth(
     Each reflected bone direction d becomes D d with D the reflection along the view ray through the limb's root,
     so its projection (weak perspective) is kept. The limb's joints are turned by the smallest rotations that point
     their bones the new ways; the hand or foot keeps its rotation relative to its bone. A bone's direction leaves
-    its twist free: with ``limits``, each flipped bone is also turned about itself by the angle (of 24 tried) that
-    leaves its joint least outside its range, so a flipped elbow is bent the way an elbow bends.
+    its twist free: with ``limits``, each flipped bone is also turned about itself by the angle that
+    leaves its joint least outside its range (of :data:`TWIST_STEPS` tried), so a flipped elbow is bent the way an
+    elbow bends.
     """
     if bones not in ("both", "lower", "upper"):
         raise ValueError(f"bones must be 'both', 'lower' or 'upper', got {bones!r}")
@@ -203,16 +207,18 @@ def flip_limb_depth(
     parent = world[body.parents[a]]
     out = params.clone()
 
+    near = limits.subset([a, b]) if limits is not None else None
+
     def best_twist(direction: torch.Tensor, make) -> torch.Tensor:
-        """The rotation about ``direction`` (of 24) whose result ``make(twist) -> rotations`` is least outside the
-        limits; the identity without limits."""
-        if limits is None:
+        """The rotation about ``direction`` (of :data:`TWIST_STEPS`) whose result ``make(twist) -> rotations`` is
+        least outside the limb's limits; the identity without limits."""
+        if near is None:
             return torch.eye(3)
         unit = direction / direction.norm().clamp_min(1e-9)
         best, best_penalty = torch.eye(3), None
-        for k in range(24):
-            twist = axis_angle_to_matrix(unit * (2 * torch.pi * k / 24))
-            penalty = float(limits.penalty(make(twist)))
+        for k in range(TWIST_STEPS):
+            twist = axis_angle_to_matrix(unit * (2 * torch.pi * k / TWIST_STEPS))
+            penalty = float(near.penalty(make(twist)))
             if best_penalty is None or penalty < best_penalty - 1e-9:
                 best, best_penalty = twist, penalty
         return best

@@ -23,8 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-import torch
-
 from posecore.bodies.base import BodyParams
 from posecore.errors import ParameterError
 from posecore.fitting.ambiguities import CANDIDATE_NAMES, alternatives
@@ -132,13 +130,15 @@ class HypothesisSearch:
         preset = replace(
             fitter.preset, iterations=iterations, patience=0, min_iterations=0, coarse_fraction=coarse, hypotheses=0
         )
-        return PoseFitter(problem, preset)
+        sub = PoseFitter(problem, preset)
+        sub.levels = fitter.levels  # same photo, mask, crop and look: share the targets and pyramids
+        return sub
 
     def _limit_excess_deg(self, params: BodyParams) -> float:
         limits = self.fitter.limits
         if limits is None or limits.joints.numel() == 0:
             return 0.0
-        return float(torch.rad2deg(limits.excess(params.rotations)).max())
+        return limits.max_excess_deg(params.rotations)
 
     def steps(self) -> Iterator[FitState]:
         """Screen, brief-fit and choose, yielding each evaluated state (``phase="hypotheses"``); afterwards

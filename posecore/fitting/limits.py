@@ -35,7 +35,7 @@ shoulder's abduction range (-90 down to the side, +90 overhead) is shifted by 90
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -55,7 +55,7 @@ LEFT_SIDE_LIMITS: dict[str, Bounds] = {
     "left_hip": ((-150.0, 40.0), (-60.0, 60.0), (-40.0, 75.0)),
     # Knee: flexion is +L (the foot goes back), 135-142 in the tables; hyperextension a few degrees; the tibia's
     # rotation about U is about 30 degrees each way at a bent knee; varus/valgus only a few degrees.
-    "left_knee": ((-8.0, 160.0), (-35.0, 35.0), (-15.0, 15.0)),
+    "left_knee": ((-180.0, 180.0), (-35.0, 35.0), (-180.0, 180.0)),  # twist (U) here; the bend: HINGES
     # Ankle: plantar flexion is +L (toes down) 50, dorsiflexion 20; inversion/eversion 35/15 about F.
     "left_ankle": ((-35.0, 65.0), (-35.0, 35.0), (-40.0, 40.0)),
     "left_foot": ((-50.0, 50.0), (-20.0, 20.0), (-20.0, 20.0)),
@@ -70,12 +70,44 @@ LEFT_SIDE_LIMITS: dict[str, Bounds] = {
     # Elbow from the T-pose: flexion is -U (the forearm swings forward), 150 in the tables; hyperextension a few
     # degrees, 25 allowed (hypermobile elbows; the benchmark's arms-over-head pose has 23); the forearm's
     # pronation/supination (80/80) is partly carried here, about L; no sideways bend beyond the carrying angle (F).
-    "left_elbow": ((-95.0, 95.0), (-160.0, 25.0), (-25.0, 25.0)),
+    "left_elbow": ((-95.0, 95.0), (-180.0, 180.0), (-180.0, 180.0)),  # twist (L) here; the bend: HINGES
     # Wrist: flexion/extension 80/70 and radial/ulnar deviation 20/30 (about U or F depending on the palm), and
     # what remains of pronation about L.
     "left_wrist": ((-70.0, 70.0), (-90.0, 90.0), (-90.0, 90.0)),
 }
 """Ranges of the body's left side (and, through :func:`mirror_components`, the right), degrees, T-pose zero."""
+
+
+@dataclass(frozen=True)
+class Hinge:
+    """A hinge joint's bend, bounded on where it points the next bone, whatever the joint's own twist.
+
+    With ``d = R b`` the child bone's direction after the joint's rotation R (b its rest direction), the bend
+    angle is ``atan2(d . t, d . b)`` with ``t = n x b`` (the way b turns about the hinge axis n when the joint
+    bends), and the sideways angle ``atan2(d . n, |d - (d . n) n|)`` out of the hinge's plane. A twisted forearm or
+    shin bends within the same plane, so the bound does not depend on the twist (bounded separately above).
+
+    Attributes (left side; anatomical components (L, U, F)):
+        bone: b. axis: n. bend: (lo, hi) degrees. side: the largest sideways angle, degrees.
+    """
+
+    bone: tuple[float, float, float]
+    axis: tuple[float, float, float]
+    bend: tuple[float, float]
+    side: float
+
+
+HINGES: dict[str, Hinge] = {
+    # Knee: the shin (down, -U) swings back (-F) about L; flexion 135-142 in the tables, a few degrees of
+    # hyperextension; varus/valgus a few degrees (15 allowed).
+    "left_knee": Hinge(bone=(0.0, -1.0, 0.0), axis=(1.0, 0.0, 0.0), bend=(-8.0, 160.0), side=15.0),
+    # Elbow: the T-posed forearm (+L on the left) swings forward (+F) about -U; flexion 150, hyperextension a few
+    # degrees, 25 allowed (hypermobile elbows; the benchmark's arms-over-head pose has 23); sideways the carrying
+    # angle is 10-15, 45 allowed: fits made by other tools (SMPLify-X) share the upper arm's twist between shoulder
+    # and elbow, which tilts the elbow's plane.
+    "left_elbow": Hinge(bone=(1.0, 0.0, 0.0), axis=(0.0, -1.0, 0.0), bend=(-25.0, 160.0), side=45.0),
+}
+"""Hinge joints of the left side (the right side mirrors them: b and n as vectors and pseudo-vectors)."""
 
 MIDDLE_LIMITS: dict[str, Bounds] = {
     "spine1": _SPINE,
@@ -141,6 +173,9 @@ class JointLimits:
         lower, upper: (N, 3) radians, bounds of (wL, wU, wF).
         basis: (3, 3) model frame -> anatomical components: ``components = rotations @ basis``.
         names: the N joints' names, for reports.
+        hinge_joints: (K,) int64 hinge joints (knees, elbows; :class:`Hinge`). hinge_bones, hinge_axes: (K, 3)
+            unit b and n in the model frame. hinge_lower, hinge_upper: (K, 2) radians, bounds of (bend, sideways).
+        hinge_names: the K joints' names.
     """
 
     joints: torch.Tensor
@@ -148,6 +183,12 @@ class JointLimits:
     upper: torch.Tensor
     basis: torch.Tensor
     names: list[str]
+    hinge_joints: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+    hinge_bones: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3))
+    hinge_axes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3))
+    hinge_lower: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2))
+    hinge_upper: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 2))
+    hinge_names: list[str] = field(default_factory=list)
 
     @classmethod
     def for_body(cls, body: BodyModel) -> JointLimits:
@@ -156,13 +197,60 @@ class JointLimits:
         joints = sorted(table)
         lower = torch.tensor([[math.radians(b[k][0]) for k in range(3)] for b in (table[j] for j in joints)])
         upper = torch.tensor([[math.radians(b[k][1]) for k in range(3)] for b in (table[j] for j in joints)])
+        basis = anatomical_basis(body)
+        hinges = []
+        for name, hinge in HINGES.items():
+            for side_name, mirror in ((name, False), ("right_" + name[len("left_") :], True)):
+                index = _model_joint_index(body, side_name)
+                if index is None:
+                    continue
+                bone, axis = torch.tensor(hinge.bone), torch.tensor(hinge.axis)
+                if mirror:  # b is a vector (x -> -x), n a pseudo-vector ((x, y, z) -> (x, -y, -z)) in (L, U, F)
+                    bone, axis = bone * torch.tensor([-1.0, 1.0, 1.0]), axis * torch.tensor([1.0, -1.0, -1.0])
+                hinges.append((index, basis @ bone, basis @ axis, hinge))
+        rad = math.radians
         return cls(
             joints=torch.tensor(joints, dtype=torch.int64),
             lower=lower.reshape(-1, 3),
             upper=upper.reshape(-1, 3),
-            basis=anatomical_basis(body),
+            basis=basis,
             names=[body.joint_names[j] for j in joints],
+            hinge_joints=torch.tensor([h[0] for h in hinges], dtype=torch.int64),
+            hinge_bones=torch.stack([h[1] for h in hinges]) if hinges else torch.zeros(0, 3),
+            hinge_axes=torch.stack([h[2] for h in hinges]) if hinges else torch.zeros(0, 3),
+            hinge_lower=torch.tensor([[rad(h[3].bend[0]), -rad(h[3].side)] for h in hinges]).reshape(-1, 2),
+            hinge_upper=torch.tensor([[rad(h[3].bend[1]), rad(h[3].side)] for h in hinges]).reshape(-1, 2),
+            hinge_names=[body.joint_names[h[0]] for h in hinges],
         )
+
+    def subset(self, joints: list[int]) -> JointLimits:
+        """The limits of only ``joints`` (cheaper to evaluate when only they change)."""
+        box = [i for i, j in enumerate(self.joints.tolist()) if j in joints]
+        hinge = [i for i, j in enumerate(self.hinge_joints.tolist()) if j in joints]
+        return JointLimits(
+            self.joints[box], self.lower[box], self.upper[box], self.basis, [self.names[i] for i in box],
+            self.hinge_joints[hinge], self.hinge_bones[hinge], self.hinge_axes[hinge], self.hinge_lower[hinge],
+            self.hinge_upper[hinge], [self.hinge_names[i] for i in hinge],
+        )  # fmt: skip
+
+    def hinge_angles(self, rotations: torch.Tensor) -> torch.Tensor:
+        """(K, 2) radians: (bend, sideways) of each hinge joint of ``rotations`` (J, 3); see :class:`Hinge`."""
+        if self.hinge_joints.numel() == 0:
+            return rotations.new_zeros(0, 2)
+        from posecore.rotations import axis_angle_to_matrix
+
+        r = axis_angle_to_matrix(rotations[self.hinge_joints])
+        b, n = self.hinge_bones.to(rotations), self.hinge_axes.to(rotations)
+        d = (r @ b[..., None])[..., 0]
+        t = torch.linalg.cross(n, b)
+        along, towards, out = (d * b).sum(-1), (d * t).sum(-1), (d * n).sum(-1)
+        in_plane = torch.sqrt(along.square() + towards.square() + 1e-12)
+        return torch.stack([torch.atan2(towards, along), torch.atan2(out, in_plane)], dim=-1)
+
+    def hinge_excess(self, rotations: torch.Tensor) -> torch.Tensor:
+        """(K, 2) radians by which each hinge's bend and sideways angle lie outside their ranges (0 inside)."""
+        a = self.hinge_angles(rotations)
+        return torch.relu(self.hinge_lower.to(a) - a) + torch.relu(a - self.hinge_upper.to(a))
 
     def components(self, rotations: torch.Tensor) -> torch.Tensor:
         """(N, 3) anatomical components (wL, wU, wF), radians, of the limited joints of ``rotations`` (J, 3)."""
@@ -179,7 +267,7 @@ class JointLimits:
         Args:
             rotations: (J, 3) axis-angle of every joint of the body, radians.
         """
-        return (self.excess(rotations) ** 2).sum()
+        return (self.excess(rotations) ** 2).sum() + (self.hinge_excess(rotations) ** 2).sum()
 
     def violations(self, rotations: torch.Tensor, tolerance_deg: float = 0.5) -> list[tuple[str, str, float]]:
         """(joint name, axis "L"/"U"/"F", excess in degrees) of every component outside its range by more than
@@ -188,10 +276,20 @@ class JointLimits:
         found = []
         for row, col in (excess > tolerance_deg).nonzero().tolist():
             found.append((self.names[row], "LUF"[col], round(float(excess[row, col]), 2)))
+        hinge = torch.rad2deg(self.hinge_excess(rotations.detach()))
+        for row, col in (hinge > tolerance_deg).nonzero().tolist():
+            found.append((self.hinge_names[row], ("bend", "side")[col], round(float(hinge[row, col]), 2)))
         return found
 
+    def max_excess_deg(self, rotations: torch.Tensor) -> float:
+        """The largest excursion outside any range, degrees (0 inside every range)."""
+        box = self.excess(rotations.detach())
+        hinge = self.hinge_excess(rotations.detach())
+        return float(torch.rad2deg(torch.cat([box.flatten(), hinge.flatten(), box.new_zeros(1)])).max())
+
     def project(self, rotations: torch.Tensor) -> torch.Tensor:
-        """(J, 3) ``rotations`` with every limited joint's components clamped into their ranges."""
+        """(J, 3) ``rotations`` with every limited joint's components clamped into their box ranges (the hinges'
+        bends are left as they are)."""
         c = self.components(rotations)
         clamped = torch.maximum(torch.minimum(c, self.upper), self.lower)
         out = rotations.clone()

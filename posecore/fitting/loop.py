@@ -30,7 +30,7 @@ from posecore.fitting.keypoints import Keypoints2D, keypoint_loss
 from posecore.fitting.latent import VPOSER_JOINTS, LatentPose
 from posecore.fitting.limits import JointLimits
 from posecore.fitting.look import Look
-from posecore.fitting.losses import PyramidL2, image_l2, pose_prior
+from posecore.fitting.losses import PyramidL2, asymmetric_silhouette, image_l2, pose_prior
 from posecore.fitting.presets import Preset
 from posecore.render.raster import rasterize
 from posecore.render.scene import Lighting, RenderOutput, RenderScene
@@ -58,6 +58,7 @@ class _Resolution:
     target: torch.Tensor
     crop_weight: torch.Tensor
     pyramid: PyramidL2 | None
+    mask: torch.Tensor | None = None
 
 
 def _downsample(image: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
@@ -72,6 +73,20 @@ def _upsample(image: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
     x = image.permute(2, 0, 1)[None]
     y = torch.nn.functional.interpolate(x, size=(camera.height, camera.width), mode="bilinear", align_corners=False)
     return y[0].permute(1, 2, 0).contiguous()
+
+
+ALBEDO_PARTS = ("torso", "arms", "lower_body", "head", "hands")
+"""Parts that get their own albedo with ``preset.part_albedo`` (a later part overrides an earlier one)."""
+
+
+def vertex_part_labels(body: BodyModel) -> torch.Tensor:
+    """(V,) int64: the index in :data:`ALBEDO_PARTS` of each vertex's part (0, the torso, by default)."""
+    from posecore.fitting.parts import part_vertex_mask
+
+    labels = torch.zeros(body.num_vertices, dtype=torch.int64)
+    for index, part in enumerate(ALBEDO_PARTS):
+        labels[part_vertex_mask(body, part)] = index
+    return labels
 
 
 class FitDivergedError(PoseFitError):
@@ -236,6 +251,7 @@ class PoseFitter:
         self._check_visible(posed.vertices)
         self.latent = LatentPose.build(problem, self.free_joints, self.initial) if "vposer" in preset.optimise else None
         self.limits = JointLimits.for_body(body) if preset.limit_weight > 0 else None
+        self.levels: dict[float, _Resolution] = {}
         self.search: HypothesisSearch | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -276,24 +292,45 @@ class PoseFitter:
         return weight
 
     def estimate_albedo(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(V, 3) one albedo colour: target colour / rendered shading over pixels both the body and mask cover.
+        """(V, 3) albedo: target colour / rendered shading over pixels both the body and mask cover.
 
-        Falls back to :data:`DEFAULT_ALBEDO` when the initial render covers too few target pixels.
+        One colour for the whole body, or with ``preset.part_albedo`` one per body part (torso, arms, legs, head,
+        hands: a shirt's edge against trousers then carries information), each from the pixels its faces cover
+        (a part with too few pixels takes the whole body's colour). Falls back to :data:`DEFAULT_ALBEDO` when the
+        initial render covers too few target pixels.
         """
         p = self.problem
         ones = torch.ones(p.body.num_vertices, 3)
         self.vertex_colors = ones
         with torch.no_grad():
-            out = p.renderer.render(self.scene(vertices, p.look.camera))
+            camera = p.look.camera
+            out = p.renderer.render(self.scene(vertices, camera))
             covered = (out.alpha > 0.99) * self.crop_weight
+            if p.person_mask is not None:  # only where the photo shows the person: a misplaced limb over the
+                covered = covered * (p.person_mask > 0.5)  # background would darken the colour (and the refit)
             shading = out.image.mean(-1)
             use = covered * (shading > 0.05)
-            if float(use.sum()) < 50:
-                color = torch.tensor(DEFAULT_ALBEDO)
-            else:
-                color = (self.target * use[..., None]).sum((0, 1)) / (shading[..., None] * use[..., None]).sum((0, 1))
-                color = color.clamp(0.05, 1.0)
-        return color.expand(p.body.num_vertices, 3).clone()
+
+            def colour(pixels: torch.Tensor) -> torch.Tensor | None:
+                if float(pixels.sum()) < 50:
+                    return None
+                c = (self.target * pixels[..., None]).sum((0, 1)) / (shading[..., None] * pixels[..., None]).sum((0, 1))
+                return c.clamp(0.05, 1.0)
+
+            whole = colour(use)
+            whole = torch.tensor(DEFAULT_ALBEDO) if whole is None else whole
+            colors = whole.expand(p.body.num_vertices, 3).clone()
+            if self.preset.part_albedo:
+                labels = vertex_part_labels(p.body)
+                faces = self.face_index(out, vertices, camera)
+                seen = faces >= 0
+                face_label = torch.full(faces.shape, -1, dtype=torch.int64)
+                face_label[seen] = labels[p.body.faces[faces[seen], 0]]
+                for part in range(int(labels.max()) + 1):
+                    c = colour(use * (face_label == part))
+                    if c is not None:
+                        colors[labels == part] = c
+        return colors
 
     def _check_visible(self, vertices: torch.Tensor) -> None:
         cam = self.problem.look.camera
@@ -322,13 +359,18 @@ class PoseFitter:
         if self.preset.hypotheses > 0 and self.latent is None and has_cues:
             self.search = HypothesisSearch(self, self.preset.hypotheses, self.preset.hypothesis_iterations)
             yield from self.search.steps()
-            yield from self._optimise(self.search.chosen.params, start)
+            chosen = self.search.chosen.params
+            if p.vertex_colors is None:  # the colour seen where the chosen body is, not where the start was
+                with torch.no_grad():
+                    self.vertex_colors = self.estimate_albedo(p.body(chosen).vertices)
+            yield from self._optimise(chosen, start, done=self.search.brief_iterations)
         else:
             yield from self._optimise(self.initial, start)
 
-    def _optimise(self, begin: BodyParams, start: float) -> Iterator[FitState]:
+    def _optimise(self, begin: BodyParams, start: float, done: int = 0) -> Iterator[FitState]:
         """The optimisation from ``begin`` (the initialisation, or the candidate a search chose); ``start`` is the
-        ``time.perf_counter()`` the fit's ``elapsed_s`` counts from."""
+        ``time.perf_counter()`` the fit's ``elapsed_s`` counts from; ``done``: steps ``begin`` has already had (a
+        chosen candidate's brief fit), which count towards ``preset.min_iterations``."""
         p, preset = self.problem, self.preset
         body = p.body
         free = torch.tensor(self.free_joints, dtype=torch.int64)
@@ -364,10 +406,11 @@ class PoseFitter:
 
         best: FitState | None = None
         stale = 0  # full-resolution iterations since the best objective last improved by min_improvement
+        calm = 0  # of those, the iterations since the learning rates were last lowered
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations or (
                 preset.patience > 0
-                and iteration > max(coarse_until, preset.min_iterations)
+                and iteration > max(coarse_until, preset.min_iterations - done)
                 and stale >= preset.patience
             )
             level = coarse if coarse is not None and 0 < iteration < coarse_until else fine
@@ -393,6 +436,10 @@ class PoseFitter:
                 if p.keypoints is not None and preset.keypoint_weight > 0:
                     kp_loss = keypoint_loss(posed.joints, camera, p.keypoints)
                     loss = loss + preset.keypoint_weight * kp_loss
+                if p.person_mask is not None and preset.silhouette_weight > 0:
+                    mask = level.mask if level.mask is not None else p.person_mask
+                    silhouette = asymmetric_silhouette(output.alpha, mask, weight, preset.silhouette_outside)
+                    loss = loss + preset.silhouette_weight * silhouette
                 if p.bone_directions is not None and preset.direction_weight > 0:
                     loss = loss + preset.direction_weight * direction_loss(posed.joints, camera, p.bone_directions)
                 limit_loss = torch.zeros(())
@@ -426,11 +473,16 @@ class PoseFitter:
             )
             if level is fine:  # objectives at other resolutions are not comparable
                 if best is None or state.loss < best.loss * (1 - preset.min_improvement):
-                    stale = 0
+                    stale = calm = 0
                 else:
-                    stale += 1
+                    stale, calm = stale + 1, calm + 1
                 if best is None or state.loss < best.loss:
                     best = state
+                if preset.decay_patience > 0 and calm >= preset.decay_patience:
+                    calm = 0  # a plateau: smaller steps settle into the minimum instead of circling it
+                    for opt in optimizers:
+                        for group in opt.param_groups:
+                            group["lr"] *= preset.lr_decay
             if iteration == 0:
                 first = state
             if final and best is not first and best.loss > first.loss * (1 - preset.accept_gain):
@@ -450,17 +502,24 @@ class PoseFitter:
                 return
 
     def _resolution(self, scale: float) -> _Resolution:
-        """The camera, target, crop weight and image-pyramid loss at ``scale`` times the fit's resolution."""
+        """The camera, target, crop weight and image-pyramid loss at ``scale`` times the fit's resolution (made once
+        per scale; a hypothesis search's candidates share their fit's, :attr:`levels`)."""
+        if scale not in self.levels:
+            self.levels[scale] = self._make_resolution(scale)
+        return self.levels[scale]
+
+    def _make_resolution(self, scale: float) -> _Resolution:
         preset, camera = self.preset, self.problem.look.camera
-        target, crop = self.target, self.crop_weight
+        target, crop, mask = self.target, self.crop_weight, self.problem.person_mask
         levels = preset.pyramid_levels
         if scale < 1.0:
             camera = camera.scaled(scale)
             target = _downsample(target, camera)
             crop = _downsample(crop[..., None], camera)[..., 0]
+            mask = None if mask is None else _downsample(mask[..., None], camera)[..., 0]
             levels = max(1, levels - round(math.log2(1 / scale)))
         pyramid = PyramidL2(target, levels, self.problem.background) if preset.pyramid_levels > 1 else None
-        return _Resolution(camera, target, crop, pyramid)
+        return _Resolution(camera, target, crop, pyramid, mask)
 
     def run(self, callback=None) -> list[FitState]:
         """Run to the end; returns every state (the last one is the result: the best parameters seen).

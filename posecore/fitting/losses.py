@@ -210,3 +210,23 @@ class PyramidL2:
                 term = term + (table[-1, -1] - inside).to(term)
             total = total + term / pyramid[level][2]
         return total
+
+
+def asymmetric_silhouette(
+    alpha: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor, outside: float
+) -> torch.Tensor:
+    """Silhouette disagreement with a person mask that forgives the mask's extra width.
+
+    ``mean(w * (outside * alpha * (1 - mask) + (1 - alpha) * mask)) / mean(w * mask)``: a body pixel where the mask
+    says background costs ``outside`` times what a mask pixel the body leaves uncovered costs, since clothes and
+    hair make a person's mask wider than the bare body; normalised by the mask's area.
+
+    Args:
+        alpha: (H, W) the render's coverage in [0, 1] (differentiable). mask: (H, W) person mask in [0, 1].
+        weight: (H, W) pixels that count. outside: the cost ratio (>= 0).
+
+    Returns:
+        Scalar >= 0.
+    """
+    cost = outside * alpha * (1.0 - mask) + (1.0 - alpha) * mask
+    return (weight * cost).sum() / (weight * mask).sum().clamp_min(1.0)

@@ -47,9 +47,19 @@ class Preset:
         min_improvement: relative improvement of the best objective that counts as progress for ``patience``.
         min_iterations: no early stop before this many iterations (a selective fit's objective, whose counted
             region moves with the part, can rise for a while before it falls).
+        decay_patience: multiply every learning rate by ``lr_decay`` each time the objective has not improved by
+            ``min_improvement`` for this many more iterations (0 = constant rates): a fit settles into its minimum
+            instead of circling it, so fitting the result again finds it there.
+        lr_decay: the factor of ``decay_patience``.
         limit_weight: weight of the anatomical joint-limit penalty (:mod:`posecore.fitting.limits`); 0 = none.
         direction_weight: weight of the 3D landmark bone-direction term (:mod:`posecore.fitting.directions`) when
             the problem has detected bone directions; 0 leaves it out.
+        silhouette_weight: weight of the asymmetric silhouette term against the person mask (0 = none; see
+            :func:`posecore.fitting.losses.asymmetric_silhouette`).
+        silhouette_outside: how much more a body pixel outside the mask costs than a mask pixel the body leaves
+            uncovered (clothes and hair widen the mask beyond the body).
+        part_albedo: estimate one albedo per body part (torso, arms, legs, head, hands) from the photo inside
+            each part's projection instead of one for the whole body.
         hypotheses: a hypothesis search before the fit (:mod:`posecore.fitting.hypotheses`) brief-fits this many
             candidates (0 = no search).
         hypothesis_iterations: steps of each candidate's brief fit.
@@ -79,8 +89,13 @@ class Preset:
     patience: int = 0
     min_improvement: float = 1e-3
     min_iterations: int = 0
+    decay_patience: int = 0
+    lr_decay: float = 0.5
     limit_weight: float = 0.0
     direction_weight: float = 0.0
+    silhouette_weight: float = 0.0
+    silhouette_outside: float = 3.0
+    part_albedo: bool = False
     hypotheses: int = 0
     hypothesis_iterations: int = 15
     accept_gain: float = 0.0
@@ -129,6 +144,9 @@ class Preset:
                 f"limit_weight and hypotheses must be >= 0 and hypothesis_iterations >= 1, got {self.limit_weight}, "
                 f"{self.hypotheses}, {self.hypothesis_iterations}"
             )
+        if self.decay_patience < 0 or not 0.0 < self.lr_decay <= 1.0:
+            raise ParameterError(f"decay_patience must be >= 0 and lr_decay in (0, 1], got {self.decay_patience}, "
+                                 f"{self.lr_decay}")  # fmt: skip
         if not 0.0 <= self.accept_gain < 1.0:
             raise ParameterError(f"accept_gain must be in [0, 1), got {self.accept_gain}")
         if self.loss_reduction not in ("sum", "mean"):
@@ -170,11 +188,13 @@ FAST = Preset(
     patience=15,
     min_improvement=0.005,
     min_iterations=40,
+    decay_patience=5,
+    lr_decay=0.5,
     limit_weight=1.0,
     direction_weight=0.02,
     hypotheses=4,
     hypothesis_iterations=15,
-    accept_gain=0.0,
+    accept_gain=0.005,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
     "towards the initialisation and a small robust 2D keypoint term when landmarks are known; stops early (after "
     "40 iterations at the least) once the objective has not improved by 0.5% for 15 iterations.",

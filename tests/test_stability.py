@@ -1,0 +1,61 @@
+"""The same input gives the same output: fitting a result again from itself moves no joint by more than 1 degree,
+and identical frames fitted in sequence (each warm-started from the one before) come out within 2 degrees of each
+other: through the command line and a batch run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posecore.cli import main
+from posecore.demo import make_demo_case
+from posecore.io.images import save_image
+from posecore.io.init_files import read_init
+from posecore.metrics import joint_angle_change_degrees
+from posecore.results import fit_arrays
+
+SIZE = 160
+
+
+@pytest.fixture(scope="module")
+def photo_and_init(anny, tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("stability")
+    case = make_demo_case(anny, size=SIZE)
+    save_image(folder / "photo.png", case.target)
+    np.savez(folder / "init.npz", **fit_arrays(anny, case.initial, case.camera, torch.zeros(3)))
+    return folder / "photo.png", folder / "init.npz"
+
+
+def rotations_of(path: Path) -> torch.Tensor:
+    rotations = read_init(path).joint_rotations
+    return torch.as_tensor(np.stack([rotations[name] for name in sorted(rotations)]), dtype=torch.float32)
+
+
+def test_fitting_a_result_again_from_itself_moves_no_joint_more_than_a_degree(photo_and_init, tmp_path) -> None:
+    photo, init = photo_and_init
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["fit", "--image", str(photo), "--init", str(init), "--threads", "1", "--out", str(first)]) == 0
+    again = ["fit", "--image", str(photo), "--init", str(first / "fit.npz"), "--threads", "1", "--out", str(second)]
+    assert main(again) == 0
+    change = joint_angle_change_degrees(rotations_of(first / "fit.npz"), rotations_of(second / "fit.npz"))
+    assert float(change.max()) < 1.0, float(change.max())
+
+
+def test_identical_frames_in_a_batch_come_out_within_two_degrees(photo_and_init, tmp_path) -> None:
+    photo, init = photo_and_init
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        shutil.copy(photo, frames / f"frame_{i:03d}.png")
+    out = tmp_path / "out"
+    argv = ["batch", "--frames", str(frames), "--init", str(init), "--out", str(out), "--workers", "0",
+            "--chunk", "3", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    poses = [rotations_of(out / f"frame_{i:03d}" / "fit.npz") for i in range(3)]
+    for later in poses[1:]:
+        change = joint_angle_change_degrees(poses[0], later)
+        assert float(change.max()) < 2.0, float(change.max())
