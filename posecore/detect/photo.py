@@ -76,6 +76,7 @@ class PhotoStart:
         return {
             "image_size": [self.detection.width, self.detection.height],
             "person_box": list(self.detection.person_box) if self.detection.person_box else None,
+            "found_by": self.detection.found_by,
             "focal_px": cam.fx,
             "focal_source": self.focal_source,
             "reprojection_px": round(self.init.reprojection_px, 3),
