@@ -171,12 +171,13 @@ def initial_from_photo(args: argparse.Namespace, options):
     from posecore.bodies import load_body_model
     from posecore.detect.photo import photo_start
     from posecore.fitting.setup import fit_size
-    from posecore.io.images import image_size
+    from posecore.io.targets import read_target_image
 
     body = load_body_model(options.model)
-    size = fit_size(image_size(args.image), options.size)
-    photo = photo_start(args.image, body, size=size, person=args.person)
-    kwargs = {"body": body}
+    target = read_target_image(args.image)  # decoded once: detection and the fit share it
+    size = fit_size(target.size, options.size)
+    photo = photo_start(args.image, body, size=size, person=args.person, image=target.rgb)
+    kwargs = {"body": body, "target": target}
     if not args.init:
         kwargs["init"] = photo.as_body_init(body)
     return options, kwargs, photo

@@ -137,3 +137,36 @@ def test_crop_fit_matches_the_full_frame_fit_in_the_photo_camera(anny, small_per
         fitted_uv = photo_cam.project(anny(params).joints)[0]
         true_uv = init_cam.project(anny(truth).joints)[0]
     assert float((fitted_uv - true_uv).norm(dim=1).median()) < 4.0  # pixels of the 384 px photo
+
+
+def test_photo_alone_fit_of_a_large_photo_runs_on_the_crop_and_is_saved_in_the_photo(anny, tmp_path, capsys) -> None:
+    pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
+    from posecore.bench.photo_sizes import default_photo
+    from posecore.detect.joint_map import POINTS, model_joints
+    from posecore.detect.landmarks import detect_landmarks
+
+    photo = default_photo(1600)  # 1600 x 1200, the person about 440 px wide
+    save_image(tmp_path / "photo.png", torch.from_numpy(photo.copy()).float() / 255)
+    out = tmp_path / "fit"
+    code = main(["fit", "--image", str(tmp_path / "photo.png"), "--iterations", "5", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "result.json").read_text())
+    crop = record["settings"]["person_crop"]
+    assert crop is not None and max(crop["fit_size"]) == 256 and crop["photo_size"] == [1600, 1200]
+    saved = np.load(out / "fit.npz")
+    assert saved["image_size"].tolist() == [1600, 1200]
+    # The fitted shoulders, seen by the saved camera, land on MediaPipe's shoulders in the photo.
+    from posecore.bodies import params_from_init
+
+    init = read_init(out / "fit.npz")
+    params = params_from_init(anny, init)
+    k = saved["camera_K"]
+    cam = PinholeCamera(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), 1600, 1200,
+                        torch.as_tensor(saved["camera_R"]), torch.as_tensor(saved["camera_t"]))  # fmt: skip
+    landmarks = detect_landmarks(photo).points
+    with torch.no_grad():
+        joints = anny(params).joints
+    for name in ("left_shoulder", "right_shoulder"):
+        point = POINTS[name]
+        uv = cam.project(joints[[j for n in point.joints for j in model_joints(anny, n)]].mean(0)[None])[0][0]
+        assert float(np.linalg.norm(uv.numpy() - landmarks[point.landmarks[0]])) < 30.0  # shoulders ~300 px apart

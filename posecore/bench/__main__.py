@@ -13,6 +13,10 @@ COMMANDS = {
     "smoothing": ("posecore.bench.smoothing", "MPJPE / acceleration error with and without temporal smoothing"),
     "preset-sweep": ("posecore.bench.preset_sweep", "one preset with changed settings: MPJPE up/down per variant"),
     "photo": ("posecore.bench.photo", "fits from a photo alone vs init files, with and without the keypoint term"),
+    "photo-sizes": (
+        "posecore.bench.photo_sizes",
+        "one photo at 512-4000 px from the photo alone, with/without the crop",
+    ),
     "first-use": ("posecore.bench.first_use", "the free body's first use from an empty cache: time, memory, size"),
 }
 
