@@ -17,6 +17,7 @@ COMMANDS = {
         "posecore.bench.photo_sizes",
         "one photo at 512-4000 px from the photo alone, with/without the crop",
     ),
+    "real-photos": ("posecore.bench.real_photos", "2D keypoints / mask IoU on mmpose's annotated real photos"),
     "first-use": ("posecore.bench.first_use", "the free body's first use from an empty cache: time, memory, size"),
 }
 
