@@ -170,3 +170,23 @@ def test_photo_alone_fit_of_a_large_photo_runs_on_the_crop_and_is_saved_in_the_p
         point = POINTS[name]
         uv = cam.project(joints[[j for n in point.joints for j in model_joints(anny, n)]].mean(0)[None])[0][0]
         assert float(np.linalg.norm(uv.numpy() - landmarks[point.landmarks[0]])) < 30.0  # shoulders ~300 px apart
+
+
+def test_batch_frames_are_fitted_on_the_crop_and_saved_in_the_photo_camera(small_person, tmp_path, capsys) -> None:
+    import shutil
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("frame_0000.png", "frame_0001.png"):
+        shutil.copy(small_person / "photo.png", frames / name)
+    out = tmp_path / "batch"
+    argv = ["batch", "--frames", str(frames), "--init", str(small_person / "init.npz"), "--workers", "0",
+            "--iterations", "5", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    init = np.load(small_person / "init.npz")
+    for name in ("frame_0000", "frame_0001"):
+        record = json.loads((out / name / "result.json").read_text())
+        assert max(record["settings"]["person_crop"]["fit_size"]) == 256
+        saved = np.load(out / name / "fit.npz")
+        assert saved["image_size"].tolist() == [BIG, BIG]
+        assert np.allclose(saved["camera_K"], init["camera_K"], atol=1e-4)

@@ -101,7 +101,7 @@ def person_box_argument(person: Person, width: int, height: int) -> str:
     return ",".join(str(v) for v in box)
 
 
-def measure(person: Person, figures: Path | None) -> PersonResult:
+def measure(person: Person, figures: Path | None, person_crop: str = "auto") -> PersonResult:
     """Fit one person from the photo alone and score MediaPipe, the start and the fit."""
     from posecore.cli import add_photo_terms, build_parser, initial_from_photo
     from posecore.detect.landmarks import NoPersonFoundError
@@ -109,7 +109,7 @@ def measure(person: Person, figures: Path | None) -> PersonResult:
     from posecore.io.images import image_size
 
     width, height = image_size(person.image)
-    argv = ["fit", "--image", str(person.image), "--out", "unused"]
+    argv = ["fit", "--image", str(person.image), "--out", "unused", "--person-crop", person_crop]
     if not person.single:
         argv += ["--person", person_box_argument(person, width, height)]
     args = build_parser().parse_args(argv)
@@ -189,6 +189,9 @@ def summary(results: list[PersonResult]) -> dict:
     for source in SOURCES:
         out[f"pck_{source}"] = float(np.mean([r.pck[source] for r in detected])) if detected else float("nan")
         out[f"error_{source}"] = float(np.mean([r.error[source] for r in detected])) if detected else float("nan")
+        out[f"median_error_{source}"] = (
+            float(np.median([r.error[source] for r in detected])) if detected else float("nan")
+        )
         ious = [r.iou[source] for r in detected if source in r.iou]
         out[f"iou_{source}"] = float(np.mean(ious)) if ious else float("nan")
     out["masks"] = sum(1 for r in detected if r.iou)
@@ -215,11 +218,12 @@ def row_line(r: PersonResult) -> str:
 
 def summary_lines(s: dict) -> list[str]:
     return [
-        "| average | people | detected | PCK@0.1 | error / box | mask IoU |",
+        "| average | people | detected | PCK@0.1 | error / box (mean, median) | mask IoU |",
         "|---|---|---|---|---|---|",
         *[
             f"| {source} | {s['people']} | {s['detected']} (single-person photos {s['single_detected']}/{s['single']}) "
-            f"| {s[f'pck_{source}']:.3f} | {s[f'error_{source}']:.3f} | {s[f'iou_{source}']:.3f} ({s['masks']} masks) |"
+            f"| {s[f'pck_{source}']:.3f} | {s[f'error_{source}']:.3f}, {s[f'median_error_{source}']:.3f} "
+            f"| {s[f'iou_{source}']:.3f} ({s['masks']} masks) |"
             for source in SOURCES
         ],
     ]
@@ -231,6 +235,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sets", default=",".join(SETS), help="comma list of sets")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N people (a quick look)")
+    parser.add_argument("--person-crop", default="auto", choices=("auto", "on", "off"), help="the fits' --person-crop")
     parser.add_argument("--figures", default=None, help="write overlays here (outside the repository)")
     parser.add_argument("--out", default=None, help="folder whose results.md gets the tables")
     args = parser.parse_args(argv)
@@ -244,7 +249,7 @@ def main(argv: list[str]) -> int:
             print(HEADER)
             results = []
             for person in people:
-                results.append(measure(person, Path(args.figures) if args.figures else None))
+                results.append(measure(person, Path(args.figures) if args.figures else None, args.person_crop))
                 print(row_line(results[-1]), flush=True)
     except PoseFitError as exc:
         print(f"posefit bench: error: {exc}", file=sys.stderr)
