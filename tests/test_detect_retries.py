@@ -62,22 +62,26 @@ def _pasted(width: int, at: tuple[int, int], frame: tuple[int, int] = (2048, 153
 UPPER_BODY = list(range(0, 13))  # face and shoulders: what a portrait shows
 
 
-def test_a_small_person_in_a_large_frame_is_found_where_they_are() -> None:
+@pytest.mark.parametrize("turns", [0, 2])
+def test_a_small_person_in_a_large_frame_is_found_where_they_are(turns) -> None:
+    """A 180 px wide portrait in a 2048 x 1536 frame, upright and upside down (head towards the floor)."""
     pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
     from posecore.detect.landmarks import NoPersonFoundError, detect_landmarks
 
-    photo = _pasted(180, (1300, 700))
+    upright = _pasted(180, (1300, 700))
+    photo = np.ascontiguousarray(np.rot90(upright, turns))
     with pytest.raises(NoPersonFoundError):
         detect_landmarks(photo, retries=False)
     found = detect_landmarks(photo)
-    assert found.found_by != "photo" and found.mask.shape == (1536, 2048)
-    # The same portrait detected on its own (enlarged 3x), mapped to where it was pasted.
-    small = photo[700:911, 1300:1480]
+    assert found.found_by != "photo" and found.mask.shape == photo.shape[:2]
+    back = View((0, 0, 2048, 1536), turns).to_photo(found.points)  # the photo is a view of the upright frame
+    # The same portrait detected on its own (enlarged 3x, upright), mapped to where it was pasted.
+    small = upright[700:911, 1300:1480]
     alone = detect_landmarks(np.asarray(Image.fromarray(small).resize((540, 633))), retries=False)
     expected = (alone.points + 0.5) * np.array([180 / 540, 211 / 633]) - 0.5 + np.array([1300, 700])
-    error = np.linalg.norm(found.points[UPPER_BODY] - expected[UPPER_BODY], axis=1)
+    error = np.linalg.norm(back[UPPER_BODY] - expected[UPPER_BODY], axis=1)
     assert np.median(error) < 8.0, error  # pixels of the 2048 px frame (the face is about 60 px wide)
-    on = found.mask > 0.5
+    on = View((0, 0, 2048, 1536), turns).mask_to_photo(found.mask, 2048, 1536) > 0.5
     assert on[700:911, 1300:1480].sum() > 0.8 * on.sum() > 0  # the mask is on the pasted person
 
 
