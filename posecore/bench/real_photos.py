@@ -57,7 +57,7 @@ class PersonResult:
     error: dict[str, float] = field(default_factory=dict)
     iou: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-    note: str = ""
+    iterations: int = 0
 
 
 def limb_points(body, params, camera) -> np.ndarray:
@@ -127,6 +127,7 @@ def measure(person: Person, figures: Path | None, person_crop: str = "auto") -> 
     states = prepared.fitter().run()
     result.seconds = time.perf_counter() - start
     last, body = states[-1], prepared.body
+    result.iterations = last.iteration
     frame = prepared.output_camera(last.camera)
     if (frame.width, frame.height) != (width, height):
         raise RuntimeError(
@@ -204,7 +205,7 @@ def _cells(values: dict[str, float], fmt: str) -> str:
 
 HEADER = (
     "| person | single | detected (by) | PCK@0.1 MP / start / fit | error / box MP / start / fit "
-    "| mask IoU MP / start / fit | s |\n|---|---|---|---|---|---|---|"
+    "| mask IoU MP / start / fit | s (fit iterations) |\n|---|---|---|---|---|---|---|"
 )
 
 
@@ -212,7 +213,7 @@ def row_line(r: PersonResult) -> str:
     found = ("yes" + (f" ({r.found_by})" if r.found_by != "photo" else "")) if r.detected else "**no**"
     return (
         f"| {r.name} | {'yes' if r.single else ''} | {found} | {_cells(r.pck, '.2f')} | {_cells(r.error, '.3f')} "
-        f"| {_cells(r.iou, '.2f')} | {r.seconds:.1f} |"
+        f"| {_cells(r.iou, '.2f')} | {r.seconds:.1f} ({r.iterations} it) |"
     )
 
 
