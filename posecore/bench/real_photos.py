@@ -101,15 +101,17 @@ def person_box_argument(person: Person, width: int, height: int) -> str:
     return ",".join(str(v) for v in box)
 
 
-def measure(person: Person, figures: Path | None, person_crop: str = "auto") -> PersonResult:
-    """Fit one person from the photo alone and score MediaPipe, the start and the fit."""
+def measure(person: Person, figures: Path | None, fit_options: tuple[str, ...] = ()) -> PersonResult:
+    """Fit one person from the photo alone and score MediaPipe, the start and the fit.
+
+    ``fit_options``: more ``fit`` command-line options (``--person-crop off``, ``--keypoint-weight W``, ...)."""
     from posecore.cli import add_photo_terms, build_parser, initial_from_photo
     from posecore.detect.landmarks import NoPersonFoundError
     from posecore.fitting.setup import FitOptions, prepare_fit
     from posecore.io.images import image_size
 
     width, height = image_size(person.image)
-    argv = ["fit", "--image", str(person.image), "--out", "unused", "--person-crop", person_crop]
+    argv = ["fit", "--image", str(person.image), "--out", "unused", *fit_options]
     if not person.single:
         argv += ["--person", person_box_argument(person, width, height)]
     args = build_parser().parse_args(argv)
@@ -237,6 +239,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N people (a quick look)")
     parser.add_argument("--person-crop", default="auto", choices=("auto", "on", "off"), help="the fits' --person-crop")
+    parser.add_argument("--preset", default=None, help="the fits' --preset (default: fit's default)")
+    parser.add_argument("--keypoint-weight", default=None, help="the fits' --keypoint-weight (default: the preset's)")
     parser.add_argument("--figures", default=None, help="write overlays here (outside the repository)")
     parser.add_argument("--out", default=None, help="folder whose results.md gets the tables")
     args = parser.parse_args(argv)
@@ -247,10 +251,13 @@ def main(argv: list[str]) -> int:
         with scratch_folder() as scratch:
             people = load_people(data_folder(args.mmpose, Path(scratch)), tuple(args.sets.split(",")))
             people = people[: args.limit] if args.limit else people
+            fit_options = ("--person-crop", args.person_crop)
+            fit_options += ("--preset", args.preset) if args.preset else ()
+            fit_options += ("--keypoint-weight", args.keypoint_weight) if args.keypoint_weight else ()
             print(HEADER)
             results = []
             for person in people:
-                results.append(measure(person, Path(args.figures) if args.figures else None, args.person_crop))
+                results.append(measure(person, Path(args.figures) if args.figures else None, fit_options))
                 print(row_line(results[-1]), flush=True)
     except PoseFitError as exc:
         print(f"posefit bench: error: {exc}", file=sys.stderr)
