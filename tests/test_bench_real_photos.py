@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from posecore.bench.real_photo_sets import LIMBS, Person, data_folder, load_people
-from posecore.bench.real_photos import MEDIAPIPE_LIMBS, PersonResult, iou, main, scores, summary
+from posecore.bench.real_photos import MEDIAPIPE_LIMBS, PersonResult, iou, joint_lines, main, scores, summary
 from posecore.errors import ParameterError
 
 COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -94,6 +94,15 @@ def test_scores_and_summary() -> None:
     totals = summary(results)
     assert (totals["people"], totals["detected"], totals["single_detected"]) == (2, 1, 1)
     assert totals["pck_fit"] == 0.75 and np.isnan(totals["iou_fit"])
+    nan = float("nan")
+    results[0].joint_errors = {  # LIMBS order: shoulders, elbows, wrists, hips, knees, ankles (left, right)
+        "mediapipe": [0.0] * 12,
+        "start": [0.2, 0.0] + [0.0] * 10,
+        "fit": [0.0, nan, 0.5, 0.5] + [0.0] * 8,
+    }
+    lines = joint_lines(results)
+    assert lines[0] == "| PCK@0.1 per joint | shoulder | elbow | wrist | hip | knee | ankle |"
+    assert lines[3].startswith("| start | 0.50 | 1.00 |") and lines[4].startswith("| fit | 1.00 | 0.00 | 1.00 |")
 
 
 def test_one_person_measured_end_to_end(tmp_path, capsys) -> None:

@@ -56,6 +56,7 @@ class PersonResult:
     pck: dict[str, float] = field(default_factory=dict)
     error: dict[str, float] = field(default_factory=dict)
     iou: dict[str, float] = field(default_factory=dict)
+    joint_errors: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     iterations: int = 0
 
@@ -142,6 +143,10 @@ def measure(person: Person, figures: Path | None, fit_options: tuple[str, ...] =
     }
     for source, points in predicted.items():
         result.pck[source], result.error[source] = scores(person, points)
+        err = np.linalg.norm(points - person.joints, axis=1) / person.box_size
+        result.joint_errors[source] = [
+            float(e) if ok else float("nan") for e, ok in zip(err, person.labelled, strict=True)
+        ]
     truth_mask = person.mask(width, height)
     if truth_mask is not None:
         result.iou["mediapipe"] = iou(truth_mask, photo.detection.mask > 0.5)
@@ -199,6 +204,25 @@ def summary(results: list[PersonResult]) -> dict:
         out[f"iou_{source}"] = float(np.mean(ious)) if ious else float("nan")
     out["masks"] = sum(1 for r in detected if r.iou)
     return out
+
+
+def joint_lines(results: list[PersonResult]) -> list[str]:
+    """PCK@0.1 per limb joint (left and right together) over the detected people, MediaPipe / start / fit."""
+    detected = [r for r in results if r.detected]
+    if not detected:
+        return []
+    names = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+    lines = ["| PCK@0.1 per joint | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for source in SOURCES:
+        errors = np.array([r.joint_errors[source] for r in detected])  # (people, 12), NaN where unlabelled
+        cells = []
+        for name in names:
+            columns = [i for i, limb in enumerate(LIMBS) if limb.endswith(name)]
+            values = errors[:, columns].ravel()
+            values = values[~np.isnan(values)]
+            cells.append(f"{(values < PCK_THRESHOLD).mean():.2f}")
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cells(values: dict[str, float], fmt: str) -> str:
@@ -265,6 +289,8 @@ def main(argv: list[str]) -> int:
     totals = summary(results)
     print()
     print("\n".join(summary_lines(totals)))
+    print()
+    print("\n".join(joint_lines(results)))
     if args.out:
         command = "python -m posecore.bench real-photos " + shlex.join(argv)
         text = "\n".join(
@@ -273,6 +299,8 @@ def main(argv: list[str]) -> int:
                 "annotations from open-mmlab/mmpose `tests/data` (read at run time, not kept here).",
                 "",
                 *summary_lines(totals),
+                "",
+                *joint_lines(results),
                 "",
                 HEADER,
                 *[row_line(r) for r in results],
