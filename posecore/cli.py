@@ -52,16 +52,22 @@ def run_fit_loop(fitter, show_progress: bool) -> list:
     return states
 
 
-def write_outputs(out: Path, body, fitter, states, target, metrics, settings) -> None:
+def write_outputs(out: Path, body, fitter, states, target, metrics, settings, output_camera=None) -> None:
+    """Write figure.png, result.json and fit.npz. ``output_camera`` maps the fitted camera to the one saved (a
+    person crop's fit is saved in the photo's camera: :meth:`posecore.fitting.setup.PreparedFit.output_camera`)."""
     from posecore.figures import fit_figure_png
     from posecore.results import fit_arrays, result_record, write_fit_outputs
 
     last = states[-1]
+    camera = output_camera(last.camera) if output_camera is not None else last.camera
     error = metrics["image_error_percent"]
     title = f"{settings.get('preset')} / {settings.get('renderer')}: image error {error['before']:.2f}%"
     title += f" -> {metrics['image_error_percent']['after']:.2f}%"
     if "mpjpe_mm" in metrics:
         title += f", MPJPE {metrics['mpjpe_mm']['before']:.0f} -> {metrics['mpjpe_mm']['after']:.0f} mm"
+    crop = settings.get("person_crop")
+    if crop:
+        title += f" (crop {tuple(crop['window'])} of the photo)"
     png = fit_figure_png(
         target,
         states[0].render,
@@ -70,8 +76,8 @@ def write_outputs(out: Path, body, fitter, states, target, metrics, settings) ->
         title,
         labels=("iteration 1", f"iteration {last.iteration}"),
     )
-    record = result_record(body, last.params, last.camera, last.camera_angle, history_of(states), metrics, settings)
-    write_fit_outputs(out, record, fit_arrays(body, last.params, last.camera, last.camera_angle), png)
+    record = result_record(body, last.params, camera, last.camera_angle, history_of(states), metrics, settings)
+    write_fit_outputs(out, record, fit_arrays(body, last.params, camera, last.camera_angle), png)
 
 
 # ---------------------------------------------------------------------- commands
@@ -131,6 +137,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     options, prepare_kwargs, photo = initial_from_photo(args, FitOptions.from_args(args))
     prepared = prepare_fit(options, **prepare_kwargs)
     add_photo_terms(prepared, args, photo)
+    prepared.crop_to_person()
     fitter = prepared.fitter()
     states = run_fit_loop(fitter, sys.stderr.isatty())
     truth = None
@@ -140,7 +147,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     settings = prepared.settings("fit")
     settings.update(photo_settings(prepared, args, photo))
     settings["hypotheses"] = fitter.search.summary() if fitter.search is not None else None
-    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings)
+    write_outputs(Path(args.out), prepared.body, fitter, states, prepared.problem.target, metrics, settings,
+                  prepared.output_camera)  # fmt: skip
     print(json.dumps({"out": args.out, **{k: v for k, v in metrics.items() if isinstance(v, dict)}}, indent=1))
     return 0
 
@@ -165,21 +173,22 @@ def initial_from_photo(args: argparse.Namespace, options):
     from posecore.bodies import load_body_model
     from posecore.detect.photo import photo_start
     from posecore.fitting.setup import fit_size
-    from posecore.io.images import image_size
+    from posecore.io.targets import read_target_image
 
     body = load_body_model(options.model)
-    size = fit_size(image_size(args.image), options.size)
+    target = read_target_image(args.image)  # decoded once: detection and the fit share it
+    size = fit_size(target.size, options.size)
+    kwargs = {"body": body, "target": target}
     if for_hypotheses:  # landmarks are welcome, not required: a photo without a found person still fits
         from posecore.detect.landmarks import NoPersonFoundError
 
         try:
-            photo = photo_start(args.image, body, size=size, person=args.person)
+            photo = photo_start(args.image, body, size=size, person=args.person, image=target.rgb)
         except NoPersonFoundError as exc:
             print(f"note: no landmarks for the hypotheses ({exc}); fitting without them", file=sys.stderr)
-            return options, {"body": body}, None
-        return options, {"body": body}, photo
-    photo = photo_start(args.image, body, size=size, person=args.person)
-    kwargs = {"body": body}
+            return options, kwargs, None
+        return options, kwargs, photo
+    photo = photo_start(args.image, body, size=size, person=args.person, image=target.rgb)
     if not args.init:
         kwargs["init"] = photo.as_body_init(body)
     return options, kwargs, photo
@@ -311,6 +320,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return 0 if not summary["failed"] else 1
 
 
+PERSON_CROP_ARGUMENT = {
+    "choices": ("auto", "on", "off"),
+    "default": "auto",
+    "help": "fit on a window around the person resized to --size (default 256): 'auto' when the person covers under "
+    "half the frame or the photo is over twice that size; 'on' always; 'off' fits the whole frame",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from posecore.fitting.parts import PART_NAMES
     from posecore.fitting.presets import DEFAULT_PRESET, PRESETS, UPSTREAM_PARAMETERS
@@ -374,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mask-from-alpha", action="store_true", help="use the photo's alpha channel as mask")
     fit.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     fit.add_argument("--render-part-only", action="store_true", help="render only the part (the paper's Fig. 3)")
+    fit.add_argument("--person-crop", **PERSON_CROP_ARGUMENT)
     fit.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
     fit.add_argument("--prior-weight", type=_finite_non_negative, default=None, help="lambda of Eq. 5")
     fit.add_argument(
@@ -401,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--crop", default=None, help="x0,y0,x1,y1: only this rectangle of the frame counts")
     batch.add_argument("--render-part-only", action="store_true", help="render only the part")
+    batch.add_argument("--person-crop", **PERSON_CROP_ARGUMENT)
     batch.add_argument("--optimise", default=None, help=f"comma list of {', '.join(UPSTREAM_PARAMETERS)}")
     batch.add_argument("--prior-weight", type=_finite_non_negative, default=None, help="lambda of Eq. 5")
     batch.add_argument(

@@ -53,12 +53,14 @@ def fit_frame(job: BatchJob, frame: Frame, previous: str | None, body, renderer)
     init = job.warm_start_init(previous) if previous else job.chunk_start_init(frame)
     target = job.source.load(frame)
     prepared = prepare_fit(job.options, target=target, init=init, body=body, renderer=renderer)
+    prepared.crop_to_person()
     states = prepared.fitter().run()
     last = states[-1]
+    camera = prepared.output_camera(last.camera)
     metrics = summarise(body, states, prepared.problem.target)
     settings = {**prepared.settings("batch"), "frame": frame.name, "warm_start_from": previous}
-    record = result_record(body, last.params, last.camera, last.camera_angle, history_of(states), metrics, settings)
-    arrays = fit_arrays(body, last.params, last.camera, last.camera_angle)
+    record = result_record(body, last.params, camera, last.camera_angle, history_of(states), metrics, settings)
+    arrays = fit_arrays(body, last.params, camera, last.camera_angle)
     write_fit_outputs(job.frame_dir(frame), record, arrays, None)
     return FrameOutcome(
         frame.name, frame.index, "fitted", seconds=time.perf_counter() - start, warm_start_from=previous

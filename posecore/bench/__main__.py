@@ -14,6 +14,11 @@ COMMANDS = {
     "preset-sweep": ("posecore.bench.preset_sweep", "one preset with changed settings: MPJPE up/down per variant"),
     "photo": ("posecore.bench.photo", "fits from a photo alone vs init files, with and without the keypoint term"),
     "ambiguity": ("posecore.bench.ambiguity", "starts holding a single view's ambiguities: recovered or not, per mode"),
+    "photo-sizes": (
+        "posecore.bench.photo_sizes",
+        "one photo at 512-4000 px from the photo alone, with/without the crop",
+    ),
+    "real-photos": ("posecore.bench.real_photos", "2D keypoints / mask IoU on mmpose's annotated real photos"),
     "first-use": ("posecore.bench.first_use", "the free body's first use from an empty cache: time, memory, size"),
 }
 

@@ -105,6 +105,32 @@ class PinholeCamera:
             self.translation,
         )
 
+    def cropped(self, window: tuple[float, float, float, float], width: int, height: int) -> PinholeCamera:
+        """The camera of a window of this image resized to ``width`` x ``height`` (same pose).
+
+        Args:
+            window: (x0, y0, x1, y1) pixel *edges* of this image (pixel i spans [i, i + 1); may be fractional,
+                may reach outside the image).
+            width, height: the size the window is resized to, pixels.
+
+        A point at pixel u of this image lands at ``(u + 0.5 - x0) * width / (x1 - x0) - 0.5`` in the crop
+        (pixel centres stay consistent, as in :meth:`scaled`).
+        """
+        x0, y0, x1, y1 = (float(v) for v in window)
+        if not (x1 > x0 and y1 > y0):
+            raise ParameterError(f"crop window {window} is empty")
+        sx, sy = width / (x1 - x0), height / (y1 - y0)
+        return PinholeCamera(
+            self.fx * sx,
+            self.fy * sy,
+            (self.cx + 0.5 - x0) * sx - 0.5,
+            (self.cy + 0.5 - y0) * sy - 0.5,
+            int(width),
+            int(height),
+            self.rotation,
+            self.translation,
+        )
+
     # ---------------------------------------------------------------- projection
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """(N, 3) world points -> (N, 3) camera-frame points (OpenCV)."""

@@ -45,6 +45,9 @@ SKELETON: list[tuple[int, int]] = [
 ]  # fmt: skip
 """Landmark pairs drawn in overlays."""
 
+REFINE_ROUNDS = 1
+"""How many times a find by a retry view is refined (see :mod:`posecore.detect.retries`)."""
+
 MIN_PERSON_SIZE = 16
 """Smallest ``--person`` box side, pixels."""
 
@@ -57,6 +60,8 @@ class Detection:
         points: (33, 2) float32 pixels. visibility: (33,) float32 in [0, 1]. world: (33, 3) float32 metres.
         mask: (H, W) float32 in [0, 1]. width, height: the image size the points and mask refer to.
         person_box: (x0, y0, x1, y1) the box the detection ran in, or None for the whole image.
+        found_by: ``"photo"`` (the plain detection) or the retry view that found the person
+            (:mod:`posecore.detect.retries`), e.g. ``"box 0,512,1024,1536, turned 90 deg"``.
     """
 
     points: np.ndarray
@@ -66,6 +71,7 @@ class Detection:
     width: int
     height: int
     person_box: tuple[int, int, int, int] | None = None
+    found_by: str = "photo"
 
     def scaled(self, width: int, height: int) -> Detection:
         """The same detection for the image resized to ``width`` x ``height`` (points and mask resized)."""
@@ -83,7 +89,9 @@ class Detection:
         if self.person_box is not None:
             x0, y0, x1, y1 = self.person_box
             box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
-        return Detection(points.astype(np.float32), self.visibility, self.world, mask, width, height, box)
+        return Detection(
+            points.astype(np.float32), self.visibility, self.world, mask, width, height, box, self.found_by
+        )
 
     def as_json(self) -> dict:
         """JSON-ready landmarks (named), image size and box."""
@@ -176,7 +184,10 @@ def parse_person_box(text: str | None, width: int, height: int) -> tuple[int, in
 
 
 def detect_landmarks(
-    image: np.ndarray, person_box: tuple[int, int, int, int] | None = None, source: str = "photo"
+    image: np.ndarray,
+    person_box: tuple[int, int, int, int] | None = None,
+    source: str = "photo",
+    retries: bool = True,
 ) -> Detection:
     """Detect one person and their 33 landmarks.
 
@@ -185,31 +196,76 @@ def detect_landmarks(
         person_box: (x0, y0, x1, y1) pixels: detect only inside this box (for photos of several people:
             MediaPipe returns one person per image). Points and mask are returned in the whole photo's pixels.
         source: what to call the photo in errors (its path).
+        retries: when the plain detection finds nobody, try turned, zoomed-out and tiled views
+            (:mod:`posecore.detect.retries`) before giving up.
 
     Returns:
-        The :class:`Detection`.
+        The :class:`Detection` (``found_by`` names the view that found the person).
 
     Raises:
         NoPersonFoundError: nobody found. BackendUnavailableError: mediapipe is not installed.
     """
+    from posecore.detect.retries import View, refine_box, retry_views, upright_turns
+
     arr = np.ascontiguousarray(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ParameterError(f"detect_landmarks needs an (H, W, 3) uint8 RGB image, got {arr.shape} {arr.dtype}")
     height, width = arr.shape[:2]
-    x0, y0, x1, y1 = person_box if person_box is not None else (0, 0, width, height)
-    crop = np.ascontiguousarray(arr[y0:y1, x0:x1])
+    box = person_box if person_box is not None else (0, 0, width, height)
+    first = View(box)
+    found, view = _detect_in_view(arr, first), first
+    tried = 1
+    if found is None and retries:
+        for view in retry_views(box):
+            tried += 1
+            found = _detect_in_view(arr, view)
+            if found is not None:
+                break
+        for _ in range(REFINE_ROUNDS if found is not None else 0):  # see the found person whole and upright
+            refined = refine_box(found[0], width, height)
+            if refined is None:
+                break
+            refined = (max(refined[0], box[0]), max(refined[1], box[1]), min(refined[2], box[2]),
+                       min(refined[3], box[3]))  # fmt: skip
+            turned = View(refined, upright_turns(found[0], found[1]))
+            if turned == view:
+                break
+            again = _detect_in_view(arr, turned)
+            if again is None:
+                break
+            found, view = again, turned
+    if found is None:
+        where = f" inside the box {person_box}" if person_box is not None else ""
+        also = f" (also tried {tried - 1} turned, zoomed-out and tiled views)" if tried > 1 else ""
+        raise NoPersonFoundError(f"{source}: no person found{where}{also}")
+    points, visibility, world, mask = found
+    found_by = "photo" if view == first else view.name
+    return Detection(points, visibility, world, mask, width, height, person_box, found_by=found_by)
+
+
+def _detect_in_view(photo: np.ndarray, view) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """MediaPipe on one :class:`~posecore.detect.retries.View` of ``photo`` (H, W, 3) uint8.
+
+    Returns:
+        None when nobody is found, else points (33, 2) photo pixels, visibility (33,), world (33, 3) metres in the
+        photo's camera axes, mask (H, W) float32 in [0, 1].
+    """
+    height, width = photo.shape[:2]
+    crop = view.image(photo)
     pose = _mediapipe_pose()
     with _quiet_native_logs():
         result = pose.process(crop)
     if result.pose_landmarks is None or result.pose_world_landmarks is None:
-        where = f" inside the box {person_box}" if person_box is not None else ""
-        raise NoPersonFoundError(f"{source}: no person found{where}")
+        return None
     ch, cw = crop.shape[:2]
     lms = result.pose_landmarks.landmark
-    points = np.array([[lm.x * cw - 0.5 + x0, lm.y * ch - 0.5 + y0] for lm in lms], np.float32)
-    visibility = np.array([lm.visibility for lm in lms], np.float32)
-    world = np.array([[lm.x, lm.y, lm.z] for lm in result.pose_world_landmarks.landmark], np.float32)
+    points = view.to_photo(np.array([[lm.x * cw - 0.5, lm.y * ch - 0.5] for lm in lms], np.float32))
+    visibility = np.clip(np.array([lm.visibility for lm in lms], np.float32), 0.0, 1.0)
+    world = view.world_to_photo(
+        np.array([[lm.x, lm.y, lm.z] for lm in result.pose_world_landmarks.landmark], np.float32)
+    )
     mask = np.zeros((height, width), np.float32)
     if result.segmentation_mask is not None:
-        mask[y0:y1, x0:x1] = np.clip(np.asarray(result.segmentation_mask, np.float32), 0.0, 1.0)
-    return Detection(points, np.clip(visibility, 0.0, 1.0), world, mask, width, height, person_box)
+        seg = np.clip(np.asarray(result.segmentation_mask, np.float32), 0.0, 1.0)
+        mask = view.mask_to_photo(seg, width, height)
+    return points, visibility, world, mask

@@ -82,6 +82,7 @@ class PhotoStart:
         return {
             "image_size": [self.detection.width, self.detection.height],
             "person_box": list(self.detection.person_box) if self.detection.person_box else None,
+            "found_by": self.detection.found_by,
             "focal_px": cam.fx,
             "focal_source": self.focal_source,
             "reprojection_px": round(self.init.reprojection_px, 3),
@@ -116,6 +117,7 @@ def photo_start(
     size: tuple[int, int] | None = None,
     person: str | tuple[int, int, int, int] | None = None,
     focal_px: float | None = None,
+    image: torch.Tensor | None = None,
 ) -> PhotoStart:
     """Detect the person in a photo and initialise ``body`` and its camera.
 
@@ -126,6 +128,8 @@ def photo_start(
             None: the photo's size.
         person: ``"x0,y0,x1,y1"`` or a tuple, pixels of the full photo: detect only there (photos of several people).
         focal_px: focal length in pixels at ``size``; None: from EXIF, else the stated default.
+        image: the photo already decoded ((H, W, 3) float in [0, 1], as :func:`posecore.io.images.load_image`
+            returns it), so it is not decoded twice; ``image_path`` still names it and gives its EXIF.
 
     Returns:
         The :class:`PhotoStart`.
@@ -134,7 +138,7 @@ def photo_start(
         InputFileError: unreadable photo. ParameterError: bad ``person`` box, or nobody found
             (:class:`~posecore.detect.landmarks.NoPersonFoundError`). BackendUnavailableError: no mediapipe.
     """
-    photo = load_image(image_path)
+    photo = load_image(image_path) if image is None else image
     height, width = photo.shape[:2]
     box = parse_person_box(",".join(str(v) for v in person) if isinstance(person, tuple) else person, width, height)
     start, cpu = time.perf_counter(), time.process_time()

@@ -7,22 +7,27 @@ handling lands once. The steps, each a small function a caller (or a later featu
 2. the fit size: :func:`fit_size` (``options.size`` = pixels of the longer side);
 3. the person mask: :func:`read_person_mask` (a mask file, or the photo's alpha channel);
 4. the initialisation: :func:`read_initialisation` (the ``--init`` file; a warm start hands one in);
-5. body model, camera, look (part, crop), preset and renderer.
+5. body model, camera, look (part, crop), preset and renderer;
+6. after the caller has added its terms (the photo's mask and keypoints): :meth:`PreparedFit.crop_to_person`
+   moves the fit onto a window around the person (:mod:`posecore.fitting.person_crop`); results map back to the
+   photo's camera with :meth:`PreparedFit.output_camera`.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
 from posecore.bodies import BodyModel, load_body_model, params_from_init
 from posecore.bodies.vposer import VPoserDecoder
 from posecore.cameras.init_camera import camera_from_init
+from posecore.cameras.pinhole import PinholeCamera
 from posecore.errors import InputFileError, ParameterError
 from posecore.fitting.look import Look
 from posecore.fitting.loop import FitProblem, PoseFitter, effective_preset
+from posecore.fitting.person_crop import PersonCrop, mask_box, plan_crop, points_box, union_box
 from posecore.fitting.presets import DEFAULT_PRESET, Preset, get_preset
 from posecore.io.images import load_mask
 from posecore.io.init_files import BodyInit, read_init
@@ -52,6 +57,8 @@ class FitOptions:
         flat_hand_mean: the init's hand poses were made with smplx's ``flat_hand_mean=True``.
         hypotheses: ``auto`` (the preset's search, when the fit has landmarks), ``off``, or the number of
             candidates to brief-fit (:mod:`posecore.fitting.hypotheses`).
+        person_crop: ``auto``, ``on`` or ``off``: fit on a window around the person
+            (see :mod:`posecore.fitting.person_crop`).
     """
 
     image: str | None = None
@@ -72,6 +79,7 @@ class FitOptions:
     vposer: str | None = None
     flat_hand_mean: bool = False
     hypotheses: str = "auto"
+    person_crop: str = "auto"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FitOptions:
@@ -92,6 +100,8 @@ class PreparedFit:
         init: the initialisation it starts from.
         size: (width, height) the fit renders at, pixels.
         crop: the parsed crop rectangle, or None.
+        person_crop: the window around the person the fit runs on (after :meth:`crop_to_person`), or None.
+        frame_camera: the photo's camera at ``size`` (set with ``person_crop``; results are saved in it).
     """
 
     problem: FitProblem
@@ -101,6 +111,8 @@ class PreparedFit:
     init: BodyInit
     size: tuple[int, int]
     crop: tuple[int, int, int, int] | None
+    person_crop: PersonCrop | None = None
+    frame_camera: PinholeCamera | None = None
 
     @property
     def body(self) -> BodyModel:
@@ -130,7 +142,54 @@ class PreparedFit:
             "prior_weight": preset.prior_weight,
             "size": list(self.size),
             "threads": torch.get_num_threads(),
+            "person_crop": self.person_crop.as_json() if self.person_crop is not None else None,
         }
+
+    def person_box(self) -> tuple[float, float, float, float] | None:
+        """Pixel-edge box (x0, y0, x1, y1) of the person in the frame (``size``): the union of the person mask,
+        the keypoints and the start body's projection; None when none of them is there."""
+        problem, (width, height) = self.problem, self.size
+        kp = problem.keypoints
+        kp_box = None
+        if kp is not None:
+            kp = kp.resized(width, height)
+            kp_box = points_box(kp.uv[kp.weights > 0], width, height)
+        with torch.no_grad():
+            vertices = self.body(problem.initial).vertices
+            uv, depth = problem.look.camera.project(vertices)
+        body_box = points_box(uv[depth > 0], width, height)
+        return union_box([mask_box(problem.person_mask), kp_box, body_box])
+
+    def crop_to_person(self) -> PersonCrop | None:
+        """Move the fit onto a window around the person when ``options.person_crop`` asks for it (call after every
+        term is added: target, person mask, keypoints and ``--crop`` are cut consistently). Idempotent.
+
+        Returns:
+            The :class:`PersonCrop`, or None when the whole frame is fitted.
+        """
+        if self.person_crop is not None:
+            return self.person_crop
+        problem = self.problem
+        crop = plan_crop(self.person_box(), self.size, self.target.size, self.options.person_crop, self.options.size)
+        if crop is None:
+            return None
+        frame_camera = problem.look.camera
+        problem.target = crop.image(self.target.rgb)
+        if problem.person_mask is not None:
+            problem.person_mask = crop.frame_map(problem.person_mask.float())
+        if problem.keypoints is not None:
+            problem.keypoints = crop.keypoints(problem.keypoints)
+        rect = crop.rect(problem.look.crop) if problem.look.crop is not None else None
+        problem.look = replace(problem.look, camera=crop.camera(frame_camera), crop=rect)
+        self.person_crop, self.frame_camera = crop, frame_camera
+        return crop
+
+    def output_camera(self, camera: PinholeCamera) -> PinholeCamera:
+        """A fitted camera (a state's, at the fit's resolution) as the photo's camera at ``size``: unchanged
+        without a person crop; with one, the frame's intrinsics with the fitted pose."""
+        if self.person_crop is None or self.frame_camera is None:
+            return camera
+        return self.person_crop.frame_camera(camera, self.frame_camera)
 
 
 def fit_size(source_size: tuple[int, int], longer_side: int | None) -> tuple[int, int]:
