@@ -206,9 +206,15 @@ def hypotheses_want_landmarks(args: argparse.Namespace, options) -> bool:
 
 def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     """Add what a detection gives to a prepared fit: the person mask (unless a mask file or the alpha channel gave
-    one), the keypoint term, ``--keypoint-weight``, and for a photo start the body's translation as a parameter."""
+    one), the keypoint term, ``--keypoint-weight``, and for a photo start the body's translation as a parameter.
+    A fit from an init file that detected only for its hypothesis search (no ``--keypoints``, ``--mask auto`` or
+    ``--person``) uses the landmarks to score the candidates and the mask to estimate the body's colour, and
+    leaves both out of its own objective (a poor detection, e.g. in a small image, cannot pull the pose)."""
     problem = prepared.problem
-    if photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
+    search_only = bool(args.init) and args.keypoints is None and args.mask != "auto" and args.person is None
+    if photo is not None and search_only:  # landmarks detected for the hypothesis search alone
+        problem.cues_for_search_only = True
+    elif photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
         problem.person_mask = photo.mask
     problem.keypoints = keypoints_for_fit(args, prepared.body, photo, prepared.size)
     if photo is not None and problem.keypoints is not None and args.keypoints in (None, "detect"):

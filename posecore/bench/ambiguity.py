@@ -5,8 +5,9 @@
 ``DIR`` is a set made by ``python scripts/make_benchmark_scenes.py --set ambiguity --out DIR`` (Cycles renders with
 garment colours over a textured background; each start has the arms or legs swapped, an elbow or knee flipped in
 depth, or the body turned round, plus 15-30 degree errors on three other joints). Every scene is fitted from its
-init file as a user would fit it: the ``fast`` preset, the person mask and 2D landmarks detected in the photo
-(MediaPipe; the landmarks carry the left/right labels the image lacks), in three modes:
+init file as a user would fit it (``fit --mask auto``): the ``fast`` preset, the person mask detected in the photo
+and the landmarks detected for the hypothesis search (MediaPipe; they carry the left/right labels and depth signs
+the image lacks), in three modes:
 
 - ``off``: no joint limits, no hypotheses (the fit as it was before them);
 - ``limits``: the anatomical joint limits only;
@@ -73,6 +74,7 @@ def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, sta
     problem = FitProblem(
         body, scene.initial, scene.target, Look(scene.init_camera), renderer,
         person_mask=start.mask, keypoints=start.init.keypoints, bone_directions=start.bone_directions(body),
+        cues_for_search_only=True,
     )  # fmt: skip
     fitter = PoseFitter(problem, mode_preset(preset, mode))
     states = fitter.run()

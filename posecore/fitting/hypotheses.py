@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+import torch
+
 from posecore.bodies.base import BodyParams
 from posecore.errors import ParameterError
 from posecore.fitting.ambiguities import CANDIDATE_NAMES, alternatives
@@ -63,6 +65,7 @@ class CandidateReport:
         chosen: the fit was finished from this candidate.
         seconds: time spent on it (screening + brief fit).
         params: its brief-fit (or screened) parameters; not written to result.json.
+        made: the candidate as made, before its brief fit.
     """
 
     name: str
@@ -72,6 +75,7 @@ class CandidateReport:
     chosen: bool = False
     seconds: float = 0.0
     params: BodyParams | None = field(default=None, repr=False)
+    made: BodyParams | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {
@@ -112,24 +116,37 @@ class HypothesisSearch:
         return all(j in movable for j in changed.nonzero().flatten().tolist())
 
     def candidates(self) -> dict[str, BodyParams]:
-        """The start and its allowed alternatives, by name."""
+        """The start and its allowed alternatives, by name, each body once."""
         fitter = self.fitter
         start = fitter.initial
         from posecore.fitting.limits import JointLimits
 
         limits = fitter.limits if fitter.limits is not None else JointLimits.for_body(fitter.problem.body)
         made = alternatives(fitter.problem.body, start, fitter.problem.look.camera, limits)
-        return {name: params for name, params in made.items() if name == "start" or self.allowed(start, params)}
+        kept: dict[str, BodyParams] = {}
+        for name, params in made.items():
+            if name != "start" and not self.allowed(start, params):
+                continue
+            if any(torch.allclose(params.rotations, other.rotations, atol=1e-6) for other in kept.values()):
+                continue  # e.g. legs swapped where both legs are at rest: the same body as the start
+            kept[name] = params
+        return kept
 
     def _sub_fitter(self, params: BodyParams, iterations: int) -> PoseFitter:
         from posecore.fitting.loop import PoseFitter
 
         fitter = self.fitter
-        problem = replace(fitter.problem, initial=params, vertex_colors=fitter.vertex_colors, pivot=fitter.pivot)
+        problem = replace(
+            fitter.problem, initial=params, vertex_colors=fitter.vertex_colors, pivot=fitter.pivot,
+            cues_for_search_only=False,
+        )  # fmt: skip
         coarse = (iterations - 1) / iterations if iterations > 2 else 0.0
+        preset = fitter.preset
         preset = replace(
-            fitter.preset, iterations=iterations, patience=0, min_iterations=0, coarse_fraction=coarse, hypotheses=0
-        )
+            preset, iterations=iterations, patience=0, min_iterations=0, coarse_fraction=coarse, hypotheses=0,
+            decay_patience=0, accept_gain=0.0, keypoint_weight=preset.hypothesis_keypoint_weight,
+            direction_weight=preset.hypothesis_direction_weight,
+        )  # fmt: skip
         sub = PoseFitter(problem, preset)
         sub.levels = fitter.levels  # same photo, mask, crop and look: share the targets and pyramids
         return sub
@@ -147,7 +164,7 @@ class HypothesisSearch:
         for name, params in self.candidates().items():
             t0 = time.perf_counter()
             state = next(iter(self._sub_fitter(params, 0).steps()))
-            report = CandidateReport(name, state.loss, params=params, seconds=time.perf_counter() - t0)
+            report = CandidateReport(name, state.loss, params=params, made=params, seconds=time.perf_counter() - t0)
             report.limit_excess_deg = self._limit_excess_deg(params)
             self.reports.append(report)
             yield _tagged(state, begin)

@@ -162,6 +162,11 @@ class FitProblem:
             ``keypoint_weight`` > 0 they add the robust keypoint term to Eq. 5.
         bone_directions: optional limb bone directions from the detector's 3D landmarks (the depth cue, see
             :mod:`posecore.fitting.directions`); with a preset's ``direction_weight`` > 0 they add that term.
+        cues_for_search_only: the keypoints and bone directions only score the hypothesis search's candidates
+            (its brief fits use them with the preset's ``hypothesis_*_weight``); the fit itself leaves them out.
+            For a fit from an init file: the landmarks tell the sides apart, the photo decides the rest.
+        albedo_mask: (H, W) in [0, 1] where the photo shows the person, used only to estimate the albedo (when
+            there is no ``person_mask``): the colour then does not depend on where the start put the limbs.
     """
 
     body: BodyModel
@@ -179,6 +184,8 @@ class FitProblem:
     initial_code: torch.Tensor | None = None
     keypoints: Keypoints2D | None = None
     bone_directions: BoneDirections | None = None
+    cues_for_search_only: bool = False
+    albedo_mask: torch.Tensor | None = None
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for inconsistent or non-finite input."""
@@ -291,7 +298,7 @@ class PoseFitter:
             weight = weight * region
         return weight
 
-    def estimate_albedo(self, vertices: torch.Tensor) -> torch.Tensor:
+    def estimate_albedo(self, vertices: torch.Tensor, camera: PinholeCamera | None = None) -> torch.Tensor:
         """(V, 3) albedo: target colour / rendered shading over pixels both the body and mask cover.
 
         One colour for the whole body, or with ``preset.part_albedo`` one per body part (torso, arms, legs, head,
@@ -303,19 +310,22 @@ class PoseFitter:
         ones = torch.ones(p.body.num_vertices, 3)
         self.vertex_colors = ones
         with torch.no_grad():
-            camera = p.look.camera
+            camera = p.look.camera if camera is None else camera
             out = p.renderer.render(self.scene(vertices, camera))
             covered = (out.alpha > 0.99) * self.crop_weight
-            if p.person_mask is not None:  # only where the photo shows the person: a misplaced limb over the
-                covered = covered * (p.person_mask > 0.5)  # background would darken the colour (and the refit)
+            person = p.person_mask if p.person_mask is not None else p.albedo_mask
+            if person is not None:  # only where the photo shows the person: a misplaced limb over the
+                covered = covered * (person > 0.5)  # background would darken the colour (and the refit)
             shading = out.image.mean(-1)
             use = covered * (shading > 0.05)
 
             def colour(pixels: torch.Tensor) -> torch.Tensor | None:
-                if float(pixels.sum()) < 50:
+                chosen = pixels > 0.5
+                if int(chosen.sum()) < 50:
                     return None
-                c = (self.target * pixels[..., None]).sum((0, 1)) / (shading[..., None] * pixels[..., None]).sum((0, 1))
-                return c.clamp(0.05, 1.0)
+                # Least squares: the colour whose shaded render is nearest the photo over these pixels.
+                t, sh = self.target[chosen], shading[chosen][:, None]
+                return ((t * sh).sum(0) / sh.square().sum(0).clamp_min(1e-9)).clamp(0.05, 1.0)
 
             whole = colour(use)
             whole = torch.tensor(DEFAULT_ALBEDO) if whole is None else whole
@@ -331,6 +341,33 @@ class PoseFitter:
                     if c is not None:
                         colors[labels == part] = c
         return colors
+
+    def _image_term(
+        self, vertices: torch.Tensor, camera: PinholeCamera, level: _Resolution
+    ) -> tuple[RenderOutput, torch.Tensor, torch.Tensor]:
+        """Render ``vertices`` (V, 3) and compare with the photo at ``level``: (render output, (H, W) counted
+        pixels, the image term of Eq. 5)."""
+        preset = self.preset
+        output = self.problem.renderer.render(self.scene(vertices, camera))
+        weight = self.weight_for(output, vertices, camera, level.crop_weight)
+        if level.pyramid is not None:
+            return output, weight, level.pyramid(output.image, weight, output.footprint)
+        image_loss = image_l2(output.image, level.target, weight, preset.loss_reduction)
+        if preset.loss_reduction == "sum" and preset.reference_size:
+            image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
+        return output, weight, image_loss
+
+    def _colour_moved(self, state: FitState, tolerance: float = 0.01) -> bool:
+        """Re-estimate the albedo at ``state``'s pose and camera; adopt it and return True if it differs from the
+        one in use by more than ``tolerance``. A colour estimated where a wrong start put the limbs misleads the
+        image term; kept current, the fit converges where a fit started from its result begins (the same
+        objective), so fitting a result again leaves it in place."""
+        with torch.no_grad():
+            colours = self.estimate_albedo(self.problem.body(state.params).vertices, state.camera)
+        if float((colours - self.vertex_colors).abs().max()) <= tolerance:
+            return False
+        self.vertex_colors = colours
+        return True
 
     def _check_visible(self, vertices: torch.Tensor) -> None:
         cam = self.problem.look.camera
@@ -359,11 +396,14 @@ class PoseFitter:
         if self.preset.hypotheses > 0 and self.latent is None and has_cues:
             self.search = HypothesisSearch(self, self.preset.hypotheses, self.preset.hypothesis_iterations)
             yield from self.search.steps()
-            chosen = self.search.chosen.params
+            # Landmarks that only score the search must not steer the fit: it starts from the chosen candidate as
+            # made; otherwise it goes on from the candidate's brief fit.
+            only = p.cues_for_search_only
+            chosen = self.search.chosen.made if only else self.search.chosen.params
             if p.vertex_colors is None:  # the colour seen where the chosen body is, not where the start was
                 with torch.no_grad():
                     self.vertex_colors = self.estimate_albedo(p.body(chosen).vertices)
-            yield from self._optimise(chosen, start, done=self.search.brief_iterations)
+            yield from self._optimise(chosen, start, done=0 if only else self.search.brief_iterations)
         else:
             yield from self._optimise(self.initial, start)
 
@@ -407,12 +447,27 @@ class PoseFitter:
         best: FitState | None = None
         stale = 0  # full-resolution iterations since the best objective last improved by min_improvement
         calm = 0  # of those, the iterations since the learning rates were last lowered
+        recolour = p.vertex_colors is None and preset.albedo_every > 0  # the colour is estimated: keep it current
+        state: FitState | None = None
+        first: FitState | None = None
         for iteration in range(preset.iterations + 1):
             final = iteration == preset.iterations or (
                 preset.patience > 0
                 and iteration > max(coarse_until, preset.min_iterations - done)
                 and stale >= preset.patience
             )
+            if (
+                recolour
+                and state is not None
+                and first is not None
+                and not final
+                and iteration % preset.albedo_every == 0
+                and self._colour_moved(state)  # the body's colour as seen where the body now is
+            ):
+                best = None  # a new objective: earlier states are not comparable ...
+                with torch.no_grad():  # ... but the start is, scored again under the new colour
+                    start_image = float(self._image_term(body(first.params).vertices, first.camera, fine)[2])
+                first = replace(first, loss=first.loss - first.image_loss + start_image, image_loss=start_image)
             level = coarse if coarse is not None and 0 < iteration < coarse_until else fine
             free_rows = pose_var if latent is None else latent.apply(pose_var, exact_start=iteration == 0)
             rotations = base.index_put((free,), free_rows)
@@ -420,27 +475,20 @@ class PoseFitter:
             camera = orbit_camera(level.camera, alpha, self.pivot)
             with torch.set_grad_enabled(not final):
                 posed = body(params)
-                output = p.renderer.render(self.scene(posed.vertices, camera))
-                weight = self.weight_for(output, posed.vertices, camera, level.crop_weight)
-                if level.pyramid is not None:
-                    image_loss = level.pyramid(output.image, weight, output.footprint)
-                else:
-                    image_loss = image_l2(output.image, level.target, weight, preset.loss_reduction)
-                    if preset.loss_reduction == "sum" and preset.reference_size:
-                        image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
+                output, weight, image_loss = self._image_term(posed.vertices, camera, level)
                 prior_loss = pose_prior(pose_var[prior_rows], prior_ref[prior_rows])
                 if latent is not None:
                     prior_loss = prior_loss + latent.prior(preset.latent_prior_reference)
                 loss = image_loss + preset.prior_weight * prior_loss
                 kp_loss = torch.zeros(())
-                if p.keypoints is not None and preset.keypoint_weight > 0:
+                if p.keypoints is not None and preset.keypoint_weight > 0 and not p.cues_for_search_only:
                     kp_loss = keypoint_loss(posed.joints, camera, p.keypoints)
                     loss = loss + preset.keypoint_weight * kp_loss
                 if p.person_mask is not None and preset.silhouette_weight > 0:
                     mask = level.mask if level.mask is not None else p.person_mask
                     silhouette = asymmetric_silhouette(output.alpha, mask, weight, preset.silhouette_outside)
                     loss = loss + preset.silhouette_weight * silhouette
-                if p.bone_directions is not None and preset.direction_weight > 0:
+                if p.bone_directions is not None and preset.direction_weight > 0 and not p.cues_for_search_only:
                     loss = loss + preset.direction_weight * direction_loss(posed.joints, camera, p.bone_directions)
                 limit_loss = torch.zeros(())
                 if self.limits is not None:
@@ -472,11 +520,13 @@ class PoseFitter:
                 limit_loss=float(limit_loss.detach()),
             )
             if level is fine:  # objectives at other resolutions are not comparable
-                if best is None or state.loss < best.loss * (1 - preset.min_improvement):
+                if best is None:  # the first state, or the first under a new colour: progress is measured from it
+                    best = state
+                elif state.loss < best.loss * (1 - preset.min_improvement):
                     stale = calm = 0
                 else:
                     stale, calm = stale + 1, calm + 1
-                if best is None or state.loss < best.loss:
+                if state.loss < best.loss:
                     best = state
                 if preset.decay_patience > 0 and calm >= preset.decay_patience:
                     calm = 0  # a plateau: smaller steps settle into the minimum instead of circling it
@@ -484,7 +534,7 @@ class PoseFitter:
                         for group in opt.param_groups:
                             group["lr"] *= preset.lr_decay
             if iteration == 0:
-                first = state
+                first = state  # the start, whose loss is updated whenever the colour is estimated again
             if final and best is not first and best.loss > first.loss * (1 - preset.accept_gain):
                 best = first  # too small a gain to be worth moving: the start is kept exactly (stable re-fits)
             state.best_iteration = best.iteration

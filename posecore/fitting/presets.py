@@ -51,6 +51,9 @@ class Preset:
             ``min_improvement`` for this many more iterations (0 = constant rates): a fit settles into its minimum
             instead of circling it, so fitting the result again finds it there.
         lr_decay: the factor of ``decay_patience``.
+        albedo_every: when the fit estimates the body's colour, estimate it again every this many iterations
+            where the body then is (0 = once, at the start); when it moved, the best-state tracking starts over
+            under the new colour.
         limit_weight: weight of the anatomical joint-limit penalty (:mod:`posecore.fitting.limits`); 0 = none.
         direction_weight: weight of the 3D landmark bone-direction term (:mod:`posecore.fitting.directions`) when
             the problem has detected bone directions; 0 leaves it out.
@@ -63,6 +66,9 @@ class Preset:
         hypotheses: a hypothesis search before the fit (:mod:`posecore.fitting.hypotheses`) brief-fits this many
             candidates (0 = no search).
         hypothesis_iterations: steps of each candidate's brief fit.
+        hypothesis_keypoint_weight, hypothesis_direction_weight: the keypoint and bone-direction weights that score
+            the search's candidates (screening and brief fits); the landmarks' left/right labels and depth signs
+            are what tell the candidates apart.
         accept_gain: the fit moves off its start only if the objective improves on the start's by more than this
             fraction; else the start is returned exactly (0 = any improvement counts). Makes a re-fit of a result,
             or a warm start on an identical frame, stay where it is instead of wandering along flat directions.
@@ -91,6 +97,7 @@ class Preset:
     min_iterations: int = 0
     decay_patience: int = 0
     lr_decay: float = 0.5
+    albedo_every: int = 0
     limit_weight: float = 0.0
     direction_weight: float = 0.0
     silhouette_weight: float = 0.0
@@ -98,6 +105,8 @@ class Preset:
     part_albedo: bool = False
     hypotheses: int = 0
     hypothesis_iterations: int = 15
+    hypothesis_keypoint_weight: float = 0.0
+    hypothesis_direction_weight: float = 0.0
     accept_gain: float = 0.0
     notes: str = field(default="", compare=False)
 
@@ -144,7 +153,7 @@ class Preset:
                 f"limit_weight and hypotheses must be >= 0 and hypothesis_iterations >= 1, got {self.limit_weight}, "
                 f"{self.hypotheses}, {self.hypothesis_iterations}"
             )
-        if self.decay_patience < 0 or not 0.0 < self.lr_decay <= 1.0:
+        if self.albedo_every < 0 or self.decay_patience < 0 or not 0.0 < self.lr_decay <= 1.0:
             raise ParameterError(f"decay_patience must be >= 0 and lr_decay in (0, 1], got {self.decay_patience}, "
                                  f"{self.lr_decay}")  # fmt: skip
         if not 0.0 <= self.accept_gain < 1.0:
@@ -179,7 +188,7 @@ FAST = Preset(
     optimizer="adam",
     pose_lr=0.02,
     camera_lr=0.002,
-    prior_weight=1e-3,
+    prior_weight=1e-4,
     prior_reference="init",
     latent_prior_reference="init",
     loss_reduction="mean",
@@ -190,11 +199,14 @@ FAST = Preset(
     min_iterations=40,
     decay_patience=5,
     lr_decay=0.5,
+    albedo_every=10,
     limit_weight=1.0,
-    direction_weight=0.02,
+    direction_weight=0.0,
     hypotheses=4,
     hypothesis_iterations=15,
-    accept_gain=0.005,
+    hypothesis_keypoint_weight=0.01,
+    hypothesis_direction_weight=0.02,
+    accept_gain=0.03,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
     "towards the initialisation and a small robust 2D keypoint term when landmarks are known; stops early (after "
     "40 iterations at the least) once the objective has not improved by 0.5% for 15 iterations.",

@@ -177,6 +177,8 @@ class PreparedFit:
         problem.target = crop.image(self.target.rgb)
         if problem.person_mask is not None:
             problem.person_mask = crop.frame_map(problem.person_mask.float())
+        if problem.albedo_mask is not None:
+            problem.albedo_mask = crop.frame_map(problem.albedo_mask.float())
         if problem.keypoints is not None:
             problem.keypoints = crop.keypoints(problem.keypoints)
         rect = crop.rect(problem.look.crop) if problem.look.crop is not None else None
