@@ -6,14 +6,21 @@ joins a running cluster instead (``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``)
 output folder and have PoseFit importable (the driver's checkout is put on the workers' ``PYTHONPATH``). Each
 chunk is one task of one CPU; a task whose worker dies is retried (``max_retries``), and a retried chunk skips
 the frames its first try finished. At most ``workers`` chunks run at a time.
+
+A local Ray for a job with fewer frames to fit than ``workers x chunk`` is not started: Ray's own start (about
+10 s) costs more than the workers save, so such a job runs serially, with a one-line note. A local Ray starts
+with token authentication on (Ray 2.60's default) but without Ray's console warning about it
+(``RAY_AUTH_MODE=token`` is set for the run unless the user set it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import posecore
@@ -44,6 +51,34 @@ def _worker_env() -> dict:
     return env
 
 
+def serial_reason(pending: int, workers: int | None, chunk: int, address: str | None) -> str | None:
+    """Why a job runs serially instead of on a local Ray: fewer frames to fit than ``workers x chunk`` (a joined
+    cluster is always used); None to use Ray."""
+    if workers == 0 or address:
+        return None
+    count = workers or os.cpu_count() or 1
+    if pending >= count * chunk:
+        return None
+    return (
+        f"{pending} frame(s) to fit, fewer than {count} worker(s) x chunk {chunk}: fitting serially in this process "
+        "(starting Ray would take longer than the workers save)"
+    )
+
+
+@contextlib.contextmanager
+def quiet_local_ray_auth() -> Iterator[None]:
+    """For a new local Ray: token authentication on, as Ray 2.60 does by default, but without its warning that
+    says so (Ray only warns when ``RAY_AUTH_MODE`` is unset). A mode the user set is left as it is."""
+    if "RAY_AUTH_MODE" in os.environ:
+        yield
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_AUTH_MODE", None)
+
+
 def run_serial(job: BatchJob, chunks: Iterable[Chunk], on_outcomes: Callable[[list[FrameOutcome]], None]) -> None:
     """Fit the chunks one after the other in this process."""
     for chunk in chunks:
@@ -69,8 +104,9 @@ def run_on_ray(
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                 object_store_memory=OBJECT_STORE_BYTES, **kwargs)  # fmt: skip
+        with quiet_local_ray_auth():
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES, **kwargs)  # fmt: skip
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         limit = workers or max(1, cpus)
@@ -103,7 +139,12 @@ def run_on_ray(
 
 
 def run_batch(
-    job: BatchJob, workers: int | None = None, address: str | None = None, show_progress: bool = False
+    job: BatchJob,
+    workers: int | None = None,
+    address: str | None = None,
+    show_progress: bool = False,
+    small_jobs_serial: bool = True,
+    note: Callable[[str], object] | None = None,
 ) -> dict:
     """Fit every frame not done yet and write ``OUT/summary.json``; returns the summary.
 
@@ -111,6 +152,9 @@ def run_batch(
         workers: Ray workers (default: every CPU of the local machine or the cluster); 0 fits serially in this
             process without Ray.
         address: a running Ray cluster to join instead of starting a local one.
+        small_jobs_serial: run a job with fewer frames to fit than ``workers x chunk`` serially (see
+            :func:`serial_reason`) instead of on a new local Ray.
+        note: where the one-line note about that goes (default: standard error, prefixed ``posefit: ``).
 
     The summary lists the frames fitted in this run, the frames skipped (done before), and each failed frame
     with its reason; it is written also when the run stops early (``complete`` is then false).
@@ -138,8 +182,11 @@ def run_batch(
 
     complete = False
     cluster = None
+    reason = serial_reason(len(pending), workers, job.chunk_size, address) if small_jobs_serial and pending else None
+    if reason is not None:
+        (note or (lambda text: print(f"posefit: {text}", file=sys.stderr)))(reason)
     try:
-        if workers == 0:
+        if workers == 0 or reason is not None:
             run_serial(job, chunks, collect)
         elif chunks:
             cluster = run_on_ray(job, chunks, collect, workers, address, tick)
@@ -149,6 +196,7 @@ def run_batch(
             bar.close()
         summary = summarise_run(job, outcomes, complete, time.perf_counter() - started)
         summary["ray"] = cluster
+        summary["serial_because"] = reason
         atomic_write_text(Path(job.out) / SUMMARY_FILE, json.dumps(summary, indent=1))
     return summary
 
