@@ -11,7 +11,8 @@ The same input always gives the same names, so a re-run finds the frames it alre
 Movies are decoded with PyAV (FFmpeg's libraries, inside its wheel). Listing a movie reads its packets (no
 decoding); loading a frame seeks to the keyframe before it and decodes forward, and reading frames in order
 decodes each once. Without PyAV (the Blender extension does not bundle it), OpenCV's FFmpeg reads them instead
-(:mod:`posecore.io.movie_cv2`: the same frames in the same order); ``POSEFIT_MOVIE_BACKEND=cv2`` chooses it. Sources pickle (an open movie is reopened where it is unpickled), so a worker process can
+(:mod:`posecore.io.movie_cv2`: the same frames in the same order); ``POSEFIT_MOVIE_BACKEND=cv2`` chooses it.
+Sources pickle (an open movie is reopened where it is unpickled), so a worker process can
 load its own frames.
 """
 
