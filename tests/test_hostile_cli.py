@@ -152,6 +152,17 @@ def test_unusable_out_is_refused_before_any_work(inputs, tmp_path, capsys, monke
     assert {p: (p.lstat().st_mtime_ns, p.is_symlink()) for p in tmp_path.rglob("*")} == before
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir() or not Path("/sys").is_dir(), reason="needs Linux /proc and /sys")
+@pytest.mark.parametrize("where", ["/proc", "/sys"])
+def test_out_on_a_file_system_nobody_can_write_is_refused_before_any_work(inputs, capsys, monkeypatch, where) -> None:
+    """/proc and /sys refuse new folders even to root (CI runs as root, for whom permission bits never say no)."""
+    out = Path(where) / "posefit-test-out" / "run1"
+    code, lines, started = run_main(fit_args(inputs, out), capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"posefit: error: {where}: folder is not writable") and "cannot be created" in lines[0], lines
+    assert not started and not out.parent.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: permissions cannot be tested as root")
 def test_unwritable_out_is_refused_before_any_work(inputs, tmp_path, capsys, monkeypatch) -> None:
     locked = tmp_path / "locked"
