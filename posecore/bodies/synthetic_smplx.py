@@ -33,7 +33,7 @@ How each key is built:
 * ``posedirs`` (V, 3, 486): non-zero pose correctives, so that code carrying them (posecore's corrective offsets,
   the Blender shape key) runs with real values: pose feature ``9 (j - 1) + m`` (entry ``m`` of joint ``j``'s
   ``R - I``) moves the vertices joint ``j`` skins, by their skinning weight, along a fixed random direction,
-  :data:`CORRECTIVE_SCALE` metres per unit (a 30-degree bend moves them a few millimetres).
+  :data:`CORRECTIVE_SCALE` metres per unit (a bent elbow moves them by about a millimetre).
 * ``hands_componentsl/r`` (45, 45): random orthonormal matrices (fixed seed); ``hands_meanl/r`` zeros.
 * ``lmk_faces_idx`` (51,), ``lmk_bary_coords`` (51, 3): 51 triangles on the front of the face with
   barycentric weights summing to 1.
@@ -322,7 +322,7 @@ def _build_arrays(num_betas: int, num_expression: int, seed: int) -> dict[str, n
     }
 
 
-CORRECTIVE_SCALE = 0.01
+CORRECTIVE_SCALE = 0.001
 """Metres of pose-corrective displacement per unit of a pose feature (an entry of ``R - I``)."""
 
 
