@@ -159,7 +159,8 @@ def test_out_on_a_file_system_nobody_can_write_is_refused_before_any_work(inputs
     out = Path(where) / "posefit-test-out" / "run1"
     code, lines, started = run_main(fit_args(inputs, out), capsys, monkeypatch)
     assert code == 2 and len(lines) == 1, lines
-    assert lines[0].startswith(f"posefit: error: {where}: folder is not writable") and "cannot be created" in lines[0], lines
+    assert lines[0].startswith(f"posefit: error: {where}: folder is not writable"), lines
+    assert "cannot be created" in lines[0], lines
     assert not started and not out.parent.exists()
 
 
