@@ -241,9 +241,10 @@ def initial_pose(arm_obj: bpy.types.Object, body: BodyModel) -> tuple[torch.Tens
 
 
 def model_gender(spec: str) -> str:
-    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given)."""
-    tail = spec.rpartition(":")[2]
-    return tail if tail in ("neutral", "female", "male") else "neutral"
+    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given); DIR may be a Windows path."""
+    from posecore.bodies import parse_smplx_spec
+
+    return parse_smplx_spec(spec)[1] if spec.startswith("smplx:") else "neutral"
 
 
 def save_fit(context: bpy.types.Context, path: str) -> list[str]:

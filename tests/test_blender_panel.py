@@ -73,7 +73,7 @@ def body(ops, anny, tmp_path):
     assert bpy.ops.posefit.import_body() == {"FINISHED"}
     yield ops.scene_io.find_body_objects(bpy.context)[0]
     ops.operators._Running.driver = None
-    settings.target_path = ""
+    bpy.context.scene.posefit.target_path = ""  # fetched again: an undo in the test frees the old settings
 
 
 def _refused(operator, message: str) -> None:
@@ -176,17 +176,20 @@ def test_a_second_fit_is_refused_while_one_runs(body, ops):
     assert operators.fit_running() is None and bpy.ops.posefit.fit.poll()
 
 
-def test_a_fit_whose_scene_is_gone_does_not_block(body, ops, tmp_path):
-    """Opening another file ends a modal fit without telling it: the next Fit is not refused for ever."""
+def test_opening_a_file_forgets_the_running_fit(body, ops):
+    """Opening another file ends a modal fit without telling it; the load_pre handler forgets it, so the next Fit
+    is not refused for ever."""
     operators = ops.operators
-    blend = tmp_path / "saved.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    assert operators.forget_running_fit in bpy.app.handlers.load_pre
+    context = _Context()
     first = _modal_fit(operators)
-    assert first.invoke(_Context(), None) == {"RUNNING_MODAL"}
-    assert operators.fit_running() == "Fit"
-    bpy.ops.wm.open_mainfile(filepath=str(blend))
-    assert operators.fit_running() is None
-    assert bpy.ops.posefit.fit.poll()
+    assert first.invoke(context, None) == {"RUNNING_MODAL"}
+    assert operators.fit_running() == "Fit" and not bpy.ops.posefit.fit.poll()
+    for handler in bpy.app.handlers.load_pre:  # what Blender calls before it loads a file
+        if handler is operators.forget_running_fit:
+            handler(None, None)
+    assert operators.fit_running() is None and bpy.ops.posefit.fit.poll()
+    assert first.modal(context, types.SimpleNamespace(type="ESC")) == {"CANCELLED"}  # (here the scene is still there)
 
 
 def _bvh_frames(path: pathlib.Path) -> int:
@@ -239,3 +242,26 @@ def test_a_fit_is_one_undo_step(body, ops):
     bpy.ops.ed.redo()  # and forward again: the whole fit
     arm = scene_io.find_body_objects(bpy.context)[0]
     assert [tuple(pb.rotation_quaternion) for pb in arm.pose.bones] == after
+
+
+def test_windows_model_and_vposer_folders_reach_posecore_unchanged(ops):
+    """Folders typed as on Windows (drive colon, backslashes, spaces) reach posecore as typed, with the gender
+    split off correctly; a folder that is not there (here: not on Linux) is named in the error."""
+    _clear_scene()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    saved = prefs.smplx_folder, prefs.vposer_folder
+    settings = bpy.context.scene.posefit
+    try:
+        prefs.smplx_folder = r"C:\Users\Ana\SMPL-X models"
+        prefs.vposer_folder = r"D:\priors\V02_05"
+        settings.model, settings.gender, settings.init_path, settings.target_path = "smplx", "female", "", ""
+        spec = ops.operators.model_spec(bpy.context)
+        assert spec == r"smplx:C:\Users\Ana\SMPL-X models:female"
+        assert ops.scene_io.model_gender(spec) == "female"
+        fit_driver = sys.modules[f"{MODULE}.addon.fit_driver"]
+        assert fit_driver.vposer_folder(bpy.context) == r"D:\priors\V02_05"
+        with pytest.raises(RuntimeError, match=re.escape(r"C:\Users\Ana\SMPL-X models")):
+            bpy.ops.posefit.import_body()
+    finally:
+        prefs.smplx_folder, prefs.vposer_folder = saved
+        settings.model, settings.gender = "anny", "neutral"
