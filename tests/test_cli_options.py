@@ -59,8 +59,8 @@ def test_crop_counts_only_the_box(inputs, tmp_path, capsys):
 
 @pytest.mark.parametrize("part", [*PART_NAMES, "joint:lowerarm01.L"])
 def test_every_part_moves_only_its_joints(inputs, anny, tmp_path, capsys, part):
-    """``--part``: the joints of the part (for ``joint:NAME`` the joint and its descendants) may move and some do;
-    every other joint, the translation and the shape stay bit for bit as in the --init file."""
+    """``--part``: the joints of the part (for ``joint:NAME`` the joint and its descendants) are optimised; every
+    other joint, the translation and the shape stay bit for bit as in the --init file."""
     result = _fit(inputs, tmp_path / "out", "--part", part, iterations=3)
     capsys.readouterr()
     assert result["record"]["settings"]["part"] == part
@@ -75,7 +75,10 @@ def test_every_part_moves_only_its_joints(inputs, anny, tmp_path, capsys, part):
     np.testing.assert_array_equal(rotations[outside], init["rotations"][outside])
     np.testing.assert_array_equal(result["arrays"]["translation"], init["translation"])
     np.testing.assert_array_equal(result["arrays"]["shape"], init["shape"])
-    assert not np.array_equal(rotations[sorted(inside)], init["rotations"][sorted(inside)])
+    # The part was optimised: its iterates changed the loss (the result is the best state, which after a few
+    # iterations may still be the start).
+    losses = [h["loss"] for h in result["record"]["history"]]
+    assert len(losses) == 4 and len(set(losses)) > 1, losses
 
 
 def test_keypoints_detect_beside_an_init_file(inputs, tmp_path, capsys):
