@@ -9,14 +9,14 @@ the frames its first try finished. At most ``workers`` chunks run at a time.
 
 A local Ray for a job with fewer frames to fit than ``workers x chunk`` is not started: Ray's own start (about
 10 s) costs more than the workers save, so such a job runs serially, with a one-line note. A local Ray starts
-with token authentication on (Ray 2.60's default) but without Ray's console warning about it
-(``RAY_AUTH_MODE=token`` is set for the run unless the user set it).
+with token authentication on (Ray 2.60's default) but without Ray's console warning about it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -65,18 +65,22 @@ def serial_reason(pending: int, workers: int | None, chunk: int, address: str | 
     )
 
 
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""The logger Ray 2.60 warns on when it turns token authentication on for a new local cluster."""
+
+
 @contextlib.contextmanager
 def quiet_local_ray_auth() -> Iterator[None]:
-    """For a new local Ray: token authentication on, as Ray 2.60 does by default, but without its warning that
-    says so (Ray only warns when ``RAY_AUTH_MODE`` is unset). A mode the user set is left as it is."""
-    if "RAY_AUTH_MODE" in os.environ:
-        yield
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
+    """Around ``ray.init`` of a new local Ray: Ray turns token authentication on, as it does by default, but its
+    console warning saying so is not shown (that one logger is raised to ERROR, then restored). Nothing else
+    changes: ``RAY_AUTH_MODE``, when the user set it, still decides."""
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        os.environ.pop("RAY_AUTH_MODE", None)
+        logger.setLevel(level)
 
 
 def run_serial(job: BatchJob, chunks: Iterable[Chunk], on_outcomes: Callable[[list[FrameOutcome]], None]) -> None:
@@ -108,33 +112,38 @@ def run_on_ray(
             ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
                      object_store_memory=OBJECT_STORE_BYTES, **kwargs)  # fmt: skip
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        limit = workers or max(1, cpus)
-        cluster = {"address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes()), "cpus": cpus,
-                   "workers": limit}  # fmt: skip
-        task = ray.remote(num_cpus=1, max_retries=TASK_MAX_RETRIES)(fit_chunk)
-        waiting = list(chunks)
-        running: dict = {}
-        while waiting or running:
-            while waiting and len(running) < limit:
-                chunk = waiting.pop(0)
-                running[task.remote(job, chunk)] = chunk
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            for ref in ready:
-                chunk = running.pop(ref)
-                try:
-                    outcomes = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # the task failed on every try (a crashed worker, ...)
-                    reason = f"worker failed after {TASK_MAX_RETRIES} retries: {str(exc).splitlines()[0]}"
-                    outcomes = [
-                        FrameOutcome(f.name, f.index, "skipped" if job.is_done(f) else "failed", reason)
-                        for f in chunk.frames
-                    ]
-                on_outcomes(outcomes)
-            if on_tick is not None:
-                on_tick()
+        return _run_tasks(ray, job, chunks, on_outcomes, workers, on_tick)
     finally:
         ray.shutdown()
+
+
+def _run_tasks(ray, job: BatchJob, chunks: list[Chunk], on_outcomes, workers: int | None, on_tick) -> dict:
+    """The chunks as Ray tasks on the initialised Ray, at most ``workers`` at a time; returns the cluster."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    limit = workers or max(1, cpus)
+    cluster = {"address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes()), "cpus": cpus,
+               "workers": limit}  # fmt: skip
+    task = ray.remote(num_cpus=1, max_retries=TASK_MAX_RETRIES)(fit_chunk)
+    waiting = list(chunks)
+    running: dict = {}
+    while waiting or running:
+        while waiting and len(running) < limit:
+            chunk = waiting.pop(0)
+            running[task.remote(job, chunk)] = chunk
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+        for ref in ready:
+            chunk = running.pop(ref)
+            try:
+                outcomes = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the task failed on every try (a crashed worker, ...)
+                reason = f"worker failed after {TASK_MAX_RETRIES} retries: {str(exc).splitlines()[0]}"
+                outcomes = [
+                    FrameOutcome(f.name, f.index, "skipped" if job.is_done(f) else "failed", reason)
+                    for f in chunk.frames
+                ]
+            on_outcomes(outcomes)
+        if on_tick is not None:
+            on_tick()
     return cluster
 
 
