@@ -1,28 +1,33 @@
-"""Build PoseFit's Blender extension zip, with every runtime dependency bundled as an unmodified wheel.
+"""Build PoseFit's Blender extension zips, one per platform, with every runtime dependency bundled as an
+unmodified wheel.
 
 Usage::
 
-    python scripts/package_extension.py [--platform linux-x64 ...] [--out dist/]
-    python scripts/package_extension.py --update-lock [--platform ...]     # re-resolve the locked wheels
+    python scripts/package_extension.py --platform all [--out dist/]        # linux-x64, windows-x64, macos-arm64
+    python scripts/package_extension.py [--platform linux-x64 ...]           # default: linux-x64
+    python scripts/package_extension.py --update-lock --platform all         # re-resolve the locked wheels
 
 Reproducible: the wheels bundled for each Blender platform are pinned, by exact file name, in one committed
-lock list, ``scripts/extension_wheels.lock``; a build fetches exactly those (from ``<source>/wheels/``, a
-``--wheel-cache`` folder, or ``pip download name==version``) and never resolves anything, so the same commit
-always builds the same zip. The build happens in a staging copy of the source (under the output folder), whose
-``blender_manifest.toml`` gets the ``wheels = [...]`` and ``platforms = [...]`` lines: building modifies no
-tracked file. Built twice, the zip holds the same entries with the same bytes (only timestamps differ).
+lock list, ``scripts/extension_wheels.lock`` (a ``[platform]`` section each); a build fetches exactly those (from
+``<source>/wheels/``, a ``--wheel-cache`` folder, or ``pip download name==version`` with that platform's tags) and
+never resolves anything, so the same commit always builds the same zips. Each platform is built from its own
+staging copy of the source (under the output folder) whose ``blender_manifest.toml`` names that platform alone and
+its wheels: building modifies no tracked file. Blender's own builder (``blender_ext.py build --split-platforms``,
+shipped inside the ``bpy`` wheel) writes ``<id>-<version>-<platform>.zip``; :func:`check_zip` then runs Blender's
+validator on the zip, checks every bundled wheel's tags against the platform and that a bundled wheel provides
+every module PoseFit loads at run time (``scripts/runtime_imports.json``, made by
+``scripts/trace_runtime_imports.py --zip`` on the installed Linux zip). Built twice, a zip holds the same entries
+with the same bytes (only timestamps differ). ``posecore`` ships as source inside it.
 
 ``--update-lock`` resolves the dependency closure again and rewrites the lock list (the one tracked file it
 changes): ``pip download --only-binary=:all: --no-deps`` with that platform's tags, CPython 3.11, starting from
 :data:`ROOTS` and following each wheel's ``Requires-Dist`` (environment markers evaluated for the target
-platform, extras only where a requirement asks for them). Blender installs bundled wheels without resolving
-dependencies, so the closure must be complete; packages Blender's own Python already ships (:data:`PROVIDED`,
-numpy above all) are left out, and a requirement those cannot satisfy is an error. torch must be the CPU build
-(no ``nvidia-*`` requirement): on linux-x64 that is the ``+cpu`` wheel from pip's configured sources
-(``find-links``).
-
-The zip is built with Blender's own builder (``blender_ext.py build``, shipped inside the ``bpy`` wheel; with
-several platforms, ``--split-platforms`` makes one zip per platform). ``posecore`` ships as source inside it.
+platform, extras only where a requirement asks for them), leaving out :data:`NOT_BUNDLED` (each with the reason:
+never loaded by PoseFit) and replacing :data:`SUBSTITUTES` by their lighter equivalents. Blender installs bundled
+wheels without resolving dependencies, so the closure must be complete; packages Blender's own Python already
+ships (:data:`PROVIDED`, numpy above all) are left out, and a requirement those cannot satisfy is an error. torch
+must be the CPU build (no ``nvidia-*`` requirement): on linux-x64 that is the ``+cpu`` wheel from pip's
+configured sources (``find-links``). ``macos-x64`` cannot be offered (:data:`NOT_OFFERED`).
 """
 
 from __future__ import annotations
