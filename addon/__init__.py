@@ -40,6 +40,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.posefit = bpy.props.PointerProperty(type=properties.PoseFitSettings)
     first_use.use_extension_cache_folder(properties.ADDON_PACKAGE)
+    bpy.app.handlers.load_pre.append(operators.forget_running_fit)
 
 
 def unregister() -> None:
@@ -47,6 +48,8 @@ def unregister() -> None:
     import bpy
 
     first_use.forget_extension_cache_folder()
+    if operators.forget_running_fit in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(operators.forget_running_fit)
     del bpy.types.Scene.posefit
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)

@@ -240,7 +240,7 @@ def run_on_workers(
     where = f"the Ray cluster at {address}" if address else (f"{workers} local Ray worker(s)" if workers else "")
     log(f"{len(frames)} frame(s) in chunks of {chunk} on {where or 'this process (no Ray)'}; results in {job.out}")
     try:
-        summary = run_batch(job, workers=workers, address=address)
+        summary = run_batch(job, workers=workers, address=address, note=log)
     except KeyboardInterrupt:
         key_results(context, job, frames)  # the frames finished before the interrupt keep their keys
         raise

@@ -23,6 +23,36 @@ from .properties import preferences
 DEFAULT_IMAGE_SIZE = (512, 512)
 
 
+NO_BODY = "No PoseFit body in the scene: press Import Body or Detect Pose first"
+FIT_RUNNING = "A fit is running: wait for it to finish, or press Esc to stop it"
+
+
+class _Running:
+    """The modal fit that is running (one at a time: a second would restore its start underneath the first)."""
+
+    driver = None
+    label = ""
+
+
+def fit_running() -> str | None:
+    """The label of the fit that is running (``Fit``, ``Fit Frame Range``), or None."""
+    return _Running.label if _Running.driver is not None else None
+
+
+@bpy.app.handlers.persistent
+def forget_running_fit(*_args: object) -> None:
+    """``load_pre`` handler: opening a file ends a modal fit without telling it, so it no longer counts."""
+    _Running.driver, _Running.label = None, ""
+
+
+def needs_body(cls: type, context: bpy.types.Context) -> bool:
+    """Poll: a PoseFit body in the scene, else False with the reason (Blender shows it on the greyed button)."""
+    if scene_io.find_body_objects(context)[0] is None:
+        cls.poll_message_set(NO_BODY)
+        return False
+    return True
+
+
 def model_spec(context: bpy.types.Context) -> str:
     """The body-model spec chosen in the panel (SMPL-X needs the folder from the preferences)."""
     settings = context.scene.posefit
@@ -152,6 +182,16 @@ class POSEFIT_OT_detect_pose(bpy.types.Operator):  # noqa: N801 (Blender naming 
     bl_label = "Detect Pose"
     bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a set)
 
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not context.scene.posefit.target_path:
+            cls.poll_message_set("Detect Pose needs a photo: set 'Target image' above")
+            return False
+        if fit_running():
+            cls.poll_message_set(FIT_RUNNING)
+            return False
+        return True
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.posefit
         try:
@@ -223,7 +263,7 @@ class POSEFIT_OT_apply_shape(bpy.types.Operator):  # noqa: N801 (Blender naming 
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return scene_io.find_body_objects(context)[0] is not None
+        return needs_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.posefit
@@ -247,7 +287,7 @@ class POSEFIT_OT_reset_pose(bpy.types.Operator):  # noqa: N801 (Blender naming c
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return scene_io.find_body_objects(context)[0] is not None
+        return needs_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         arm_obj, mesh_obj = scene_io.find_body_objects(context)
@@ -277,7 +317,7 @@ class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blen
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return scene_io.find_body_objects(context)[0] is not None
+        return needs_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
@@ -292,7 +332,7 @@ class POSEFIT_OT_save_fit(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blen
 
 class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (Blender naming convention)
     """Export the body with Blender's own exporters: FBX (armature and skinned mesh) or BVH (the armature's
-    motion); the scene's frame range when the body has keyframes, else the current pose"""
+    motion); the frames from its first keyframe to its last, else the current pose"""
 
     bl_idname = "posefit.export_body"
     bl_label = "Export FBX/BVH"
@@ -304,10 +344,19 @@ class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (B
         items=[("FBX", "FBX", "Armature and skinned mesh"), ("BVH", "BVH", "The skeleton's motion")],
         default="FBX",
     )
+    frame_range: bpy.props.EnumProperty(
+        name="Frames",
+        description="Which frames to export when the body has keyframes",
+        items=[
+            ("KEYS", "Keyed frames", "From the body's first keyframe to its last"),
+            ("SCENE", "Scene range", "The scene's frame range (Start to End)"),
+        ],
+        default="KEYS",
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return scene_io.find_body_objects(context)[0] is not None
+        return needs_body(cls, context)
 
     def check(self, context: bpy.types.Context) -> bool:
         self.filename_ext = "." + self.file_format.lower()
@@ -318,7 +367,7 @@ class POSEFIT_OT_export_body(bpy.types.Operator, ExportHelper):  # noqa: N801 (B
         if not path.lower().endswith((".fbx", ".bvh")):
             path = bpy.path.ensure_ext(path, "." + self.file_format.lower())
         try:
-            first, last = scene_io.export_body(context, path)
+            first, last = scene_io.export_body(context, path, scene_range=self.frame_range == "SCENE")
         except (PoseFitError, OSError, RuntimeError) as exc:
             self.report({"ERROR"}, panel_words(str(exc)))
             return {"CANCELLED"}
@@ -336,7 +385,10 @@ class _ModalFit:
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return scene_io.find_body_objects(context)[0] is not None
+        if fit_running():
+            cls.poll_message_set(FIT_RUNNING)
+            return False
+        return needs_body(cls, context)
 
     def _make_driver(self, context: bpy.types.Context) -> FitDriver | frames.FrameRangeDriver:
         raise NotImplementedError
@@ -350,6 +402,10 @@ class _ModalFit:
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        running = fit_running()
+        if running:
+            self.report({"ERROR"}, f"PoseFit: '{running}' is running: wait for it to finish, or press Esc to stop it")
+            return {"CANCELLED"}
         if not self._start(context):
             return {"CANCELLED"}
         try:
@@ -362,8 +418,13 @@ class _ModalFit:
         return {"FINISHED"}
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        running = fit_running()
+        if running:  # poll refuses this too; the check stays for callers that skip poll
+            self.report({"ERROR"}, f"PoseFit: '{running}' is running: wait for it to finish, or press Esc to stop it")
+            return {"CANCELLED"}
         if not self._start(context):
             return {"CANCELLED"}
+        _Running.driver, _Running.label = self._driver, self.bl_label
         self._begin(context)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -417,6 +478,8 @@ class _ModalFit:
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
+        if _Running.driver is self._driver:
+            _Running.driver, _Running.label = None, ""
         self._driver = None
 
 
@@ -452,8 +515,14 @@ class POSEFIT_OT_fit_frames(_ModalFit, bpy.types.Operator):  # noqa: N801 (Blend
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        """A body to fit, or a target to detect the first frame's body in."""
-        return bool(context.scene.posefit.target_path) or scene_io.find_body_objects(context)[0] is not None
+        """A body to fit, or a target to detect the first frame's body in; no other fit running."""
+        if fit_running():
+            cls.poll_message_set(FIT_RUNNING)
+            return False
+        if not context.scene.posefit.target_path and scene_io.find_body_objects(context)[0] is None:
+            cls.poll_message_set("Set 'Target image' (an image sequence, folder or movie) and import a body first")
+            return False
+        return True
 
     frame_end: bpy.props.IntProperty(name="End", description="Last frame (-1 = the scene's end)", default=-1)
 

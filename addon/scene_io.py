@@ -241,9 +241,10 @@ def initial_pose(arm_obj: bpy.types.Object, body: BodyModel) -> tuple[torch.Tens
 
 
 def model_gender(spec: str) -> str:
-    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given)."""
-    tail = spec.rpartition(":")[2]
-    return tail if tail in ("neutral", "female", "male") else "neutral"
+    """The gender of an ``smplx:DIR[:gender]`` spec (``neutral`` when none is given); DIR may be a Windows path."""
+    from posecore.bodies import parse_smplx_spec
+
+    return parse_smplx_spec(spec)[1] if spec.startswith("smplx:") else "neutral"
 
 
 def save_fit(context: bpy.types.Context, path: str) -> list[str]:
@@ -311,10 +312,22 @@ def rebuild_with_shape(context: bpy.types.Context, shape: torch.Tensor) -> tuple
     return arm_obj, mesh_obj
 
 
-def export_body(context: bpy.types.Context, path: str) -> tuple[int, int]:
+def keyed_frame_range(obj: bpy.types.Object) -> tuple[int, int] | None:
+    """(first, last) frame holding a key in ``obj``'s action (rounded outwards), or None without keys."""
+    import math
+
+    animation = obj.animation_data
+    if animation is None or animation.action is None:
+        return None
+    first, last = animation.action.curve_frame_range
+    return (math.floor(first), math.ceil(last)) if last >= first else None
+
+
+def export_body(context: bpy.types.Context, path: str, scene_range: bool = False) -> tuple[int, int]:
     """Export the PoseFit body through Blender's own exporters: ``.fbx`` (armature and skinned mesh, no leaf
-    bones) or ``.bvh`` (the armature's motion). With keyframes the scene's frame range is exported, else the
-    current pose as one frame. Re-importing with Blender's importers gives the same bone rotations (BVH: import
+    bones) or ``.bvh`` (the armature's motion). With keyframes the frames from the first key to the last are
+    exported (the scene's frame range with ``scene_range``), else the current pose as one frame. Re-importing
+    with Blender's importers gives the same bone rotations (BVH: import
     with forward Y, up Z, since the exporter writes Blender's Z-up world).
 
     Returns:
@@ -333,8 +346,12 @@ def export_body(context: bpy.types.Context, path: str) -> tuple[int, int]:
     if suffix not in (".fbx", ".bvh"):
         raise ParameterError(f"{target.name}: export to .fbx or .bvh")
     scene = context.scene
-    animated = arm_obj.animation_data is not None and arm_obj.animation_data.action is not None
-    first, last = (scene.frame_start, scene.frame_end) if animated else (scene.frame_current, scene.frame_current)
+    keyed = keyed_frame_range(arm_obj)
+    animated = keyed is not None
+    if not animated:
+        first = last = scene.frame_current
+    else:
+        first, last = (scene.frame_start, scene.frame_end) if scene_range else keyed
     view_layer = context.view_layer
     for obj in view_layer.objects:
         if obj is not None:

@@ -68,12 +68,11 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         box.prop(settings, "hypotheses")
         box.prop(settings, "keyframe")
 
+        # No row.enabled here: each operator's poll greys its button and says why (poll_message_set).
         row = layout.row()
         row.scale_y = 1.5
-        row.enabled = armature is not None
         row.operator("posefit.fit", icon="PLAY")
         row = layout.row(align=True)
-        row.enabled = armature is not None
         row.operator("posefit.reset_pose", icon="LOOP_BACK")
         row.operator("posefit.next_alternative", icon="FILE_REFRESH", text="")
         row.operator("posefit.save_fit", icon="EXPORT")
@@ -85,9 +84,7 @@ class POSEFIT_PT_main(bpy.types.Panel):  # noqa: N801 (Blender naming convention
         row.prop(context.scene, "frame_start", text="Start")
         row.prop(context.scene, "frame_end", text="End")
         box.prop(settings, "detect_first_frame")
-        row = box.row()
-        row.enabled = armature is not None or bool(settings.target_path)
-        row.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
+        box.operator("posefit.fit_frames", icon="RENDER_ANIMATION")
 
         if not (settings.status_fitted or settings.status_message):
             return  # nothing to report before the first import or fit

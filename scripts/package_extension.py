@@ -1,28 +1,33 @@
-"""Build PoseFit's Blender extension zip, with every runtime dependency bundled as an unmodified wheel.
+"""Build PoseFit's Blender extension zips, one per platform, with every runtime dependency bundled as an
+unmodified wheel.
 
 Usage::
 
-    python scripts/package_extension.py [--platform linux-x64 ...] [--out dist/]
-    python scripts/package_extension.py --update-lock [--platform ...]     # re-resolve the locked wheels
+    python scripts/package_extension.py --platform all [--out dist/]        # linux-x64, windows-x64, macos-arm64
+    python scripts/package_extension.py [--platform linux-x64 ...]           # default: linux-x64
+    python scripts/package_extension.py --update-lock --platform all         # re-resolve the locked wheels
 
 Reproducible: the wheels bundled for each Blender platform are pinned, by exact file name, in one committed
-lock list, ``scripts/extension_wheels.lock``; a build fetches exactly those (from ``<source>/wheels/``, a
-``--wheel-cache`` folder, or ``pip download name==version``) and never resolves anything, so the same commit
-always builds the same zip. The build happens in a staging copy of the source (under the output folder), whose
-``blender_manifest.toml`` gets the ``wheels = [...]`` and ``platforms = [...]`` lines: building modifies no
-tracked file. Built twice, the zip holds the same entries with the same bytes (only timestamps differ).
+lock list, ``scripts/extension_wheels.lock`` (a ``[platform]`` section each); a build fetches exactly those (from
+``<source>/wheels/``, a ``--wheel-cache`` folder, or ``pip download name==version`` with that platform's tags) and
+never resolves anything, so the same commit always builds the same zips. Each platform is built from its own
+staging copy of the source (under the output folder) whose ``blender_manifest.toml`` names that platform alone and
+its wheels: building modifies no tracked file. Blender's own builder (``blender_ext.py build --split-platforms``,
+shipped inside the ``bpy`` wheel) writes ``<id>-<version>-<platform>.zip``; :func:`check_zip` then runs Blender's
+validator on the zip, checks every bundled wheel's tags against the platform and that a bundled wheel provides
+every module PoseFit loads at run time (``scripts/runtime_imports.json``, made by
+``scripts/trace_runtime_imports.py --zip`` on the installed Linux zip). Built twice, a zip holds the same entries
+with the same bytes (only timestamps differ). ``posecore`` ships as source inside it.
 
 ``--update-lock`` resolves the dependency closure again and rewrites the lock list (the one tracked file it
 changes): ``pip download --only-binary=:all: --no-deps`` with that platform's tags, CPython 3.11, starting from
 :data:`ROOTS` and following each wheel's ``Requires-Dist`` (environment markers evaluated for the target
-platform, extras only where a requirement asks for them). Blender installs bundled wheels without resolving
-dependencies, so the closure must be complete; packages Blender's own Python already ships (:data:`PROVIDED`,
-numpy above all) are left out, and a requirement those cannot satisfy is an error. torch must be the CPU build
-(no ``nvidia-*`` requirement): on linux-x64 that is the ``+cpu`` wheel from pip's configured sources
-(``find-links``).
-
-The zip is built with Blender's own builder (``blender_ext.py build``, shipped inside the ``bpy`` wheel; with
-several platforms, ``--split-platforms`` makes one zip per platform). ``posecore`` ships as source inside it.
+platform, extras only where a requirement asks for them), leaving out :data:`NOT_BUNDLED` (each with the reason:
+never loaded by PoseFit) and replacing :data:`SUBSTITUTES` by their lighter equivalents. Blender installs bundled
+wheels without resolving dependencies, so the closure must be complete; packages Blender's own Python already
+ships (:data:`PROVIDED`, numpy above all) are left out, and a requirement those cannot satisfy is an error. torch
+must be the CPU build (no ``nvidia-*`` requirement): on linux-x64 that is the ``+cpu`` wheel from pip's
+configured sources (``find-links``). ``macos-x64`` cannot be offered (:data:`NOT_OFFERED`).
 """
 
 from __future__ import annotations
@@ -65,21 +70,53 @@ LOCK_NAME = "scripts/extension_wheels.lock"
 """The committed lock list (relative to the source folder): ``[platform]`` sections of wheel file names."""
 PYTHON_VERSION = (3, 11)  # Blender 4.2 to 5.0 ship CPython 3.11
 
-#: What posecore needs at run time inside Blender (av decodes movie targets; mediapipe detects the person for
-#: Detect Pose, and ``import mediapipe`` loads cv2 and matplotlib; mitsuba is an optional backend that also needs
-#: a system LLVM 19: not bundled). The last two entries only constrain what mediapipe asks for: opencv 4.12+ and
-#: protobuf 5 need numpy 2, and Blender ships numpy 1.26.
+#: What posecore needs at run time inside Blender (mediapipe detects the person for Detect Pose, and ``import
+#: mediapipe`` loads cv2 and matplotlib; cv2's FFmpeg also decodes movie targets; mitsuba is an optional backend
+#: that also needs a system LLVM 19: not bundled). The last two entries only constrain what mediapipe asks for:
+#: opencv 4.12+ and protobuf 5 need numpy 2, and Blender ships numpy 1.26.
 ROOTS: tuple[str, ...] = (
-    "torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28", "av==18.1.0",
-    "mediapipe==0.10.14", "opencv-contrib-python<4.12", "protobuf<5",
+    "torch==2.13.0", "pillow>=10", "tqdm>=4.60", "anny==0.6.2", "smplx==0.1.28",
+    "mediapipe==0.10.14", "opencv-python-headless<4.12", "protobuf<5",
 )  # fmt: skip
 
-#: Requirements of bundled packages that are left out on purpose, with the reason.
+#: Platforms ``--platform all`` builds, and why the others are not offered.
+OFFERED: tuple[str, ...] = ("linux-x64", "windows-x64", "macos-arm64")
+NOT_OFFERED: dict[str, str] = {
+    "macos-x64": "PyPI has no torch 2.13 wheel for Intel Macs (the last one was torch 2.2)",
+}
+
+#: Requirements of bundled packages that are left out on purpose, with the reason (measured by
+#: ``scripts/trace_runtime_imports.py``: PoseFit never loads them; see docs/results.md).
 NOT_BUNDLED: dict[str, str] = {
     "jax": "mediapipe lists it, but its pose, landmark and segmentation API never imports it",
     "jaxlib": "mediapipe lists it, but its pose, landmark and segmentation API never imports it",
     "sounddevice": "mediapipe lists it for audio tasks; the pose API never imports it",
+    "warp-lang": "anny lists it for its own skinning; PoseFit skins Anny itself and asks anny for plain LBS, so "
+    "Warp is never imported (149 MB on Linux)",
+    "av": "movie targets decode through OpenCV's FFmpeg (cv2, bundled for mediapipe) when PyAV is absent "
+    "(posecore.io.movie_cv2); 36 MB on Linux",
+    "absl-py": "mediapipe lists it; its pose solution never imports it",
+    "flatbuffers": "mediapipe lists it; its pose solution never imports it",
+    "contourpy": "matplotlib lists it for contour plots; mediapipe's import of pyplot never loads it",
+    "filelock": "torch lists it for its hub and compile caches; PoseFit's import, detect, fit, export never load it",
+    "fsspec": "torch lists it for distributed checkpoints; never loaded",
+    "jinja2": "torch lists it for its compiler's code generation (torch.compile); never loaded",
+    "markupsafe": "only jinja2 needs it",
+    "setuptools": "torch lists it for building C++ extensions; never loaded",
+    "tzdata": "python-dateutil's time zones; never loaded",
 }
+
+#: Lighter packages that provide the same modules to the code that imports them: ``name`` -> replacement.
+SUBSTITUTES: dict[str, str] = {
+    # mediapipe asks for the contrib build; it only imports cv2's core functions, which the headless build has
+    # (no Qt GUI libraries, no contrib modules: 50 MB instead of 69 MB on Linux).
+    "opencv-contrib-python": "opencv-python-headless",
+}
+
+RUNTIME_IMPORTS = "scripts/runtime_imports.json"
+"""What ``scripts/trace_runtime_imports.py`` recorded (committed): the top-level modules PoseFit loads inside
+Blender, with the distributions that provided them where the trace ran."""
+
 
 #: Packages Blender's bundled Python already has (the ``bpy`` wheel's own requirements mirror them), with the
 #: version Blender 4.2 to 5.0 ship where a requirement must be checked against it (``None``: not checked).
@@ -271,6 +308,9 @@ def resolve_platform(
     while queue:
         requirement, owner = queue.popleft()
         name = canonicalize_name(requirement.name)
+        if name in SUBSTITUTES:
+            requirement = Requirement(f"{SUBSTITUTES[name]}{requirement.specifier}")
+            name = canonicalize_name(requirement.name)
         if name in NOT_BUNDLED:
             continue
         if name in PROVIDED:
@@ -431,6 +471,128 @@ def stage_source(source: pathlib.Path, staging: pathlib.Path, wheels: Sequence[p
             shutil.copy2(wheel, staging / "wheels" / wheel.name)
 
 
+def runtime_modules(source: pathlib.Path = REPO) -> dict[str, list[str]]:
+    """Top-level module -> distributions that provided it where the trace ran (:data:`RUNTIME_IMPORTS`)."""
+    import json
+
+    path = source / RUNTIME_IMPORTS
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["tops"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise PackagingError(f"{path}: cannot read the traced run-time imports ({exc})") from None
+
+
+def check_lock_section(platform: str, names: Sequence[str], source: pathlib.Path = REPO) -> list[str]:
+    """What is wrong with a lock section, without downloading anything: wheel names that do not parse or whose
+    tags do not fit ``platform``, two versions of one package, packages left out on purpose, and run-time
+    imports that no locked distribution provides. Empty when the section is fine."""
+    tags = supported_tags(PLATFORMS[platform])
+    problems: list[str] = []
+    dists: dict[str, str] = {}
+    for wheel in names:
+        try:
+            name, _version, wheel_tags = _wheel_name_version(pathlib.Path(wheel))
+        except Exception as exc:
+            problems.append(f"{wheel}: not a wheel file name ({exc})")
+            continue
+        if not wheel_tags & tags:
+            problems.append(f"{wheel}: its tags do not fit {platform} with CPython 3.11")
+        if name in dists:
+            problems.append(f"{wheel}: {name} is locked twice ({dists[name]})")
+        if name in NOT_BUNDLED or name in SUBSTITUTES or name in PROVIDED:
+            problems.append(f"{wheel}: {name} is not to be bundled")
+        dists[name] = wheel
+    for top, providers in runtime_modules(source).items():
+        wanted = {SUBSTITUTES.get(canonicalize_name(d), canonicalize_name(d)) for d in providers}
+        if not wanted & (set(dists) | set(PROVIDED)):
+            problems.append(f"no locked wheel provides the module {top!r} ({' or '.join(sorted(wanted))})")
+    return problems
+
+
+def wheel_top_levels(names: Iterable[str]) -> set[str]:
+    """Top-level importable names in a wheel's file list (packages, modules, extension modules)."""
+    tops = set()
+    for entry in names:
+        parts = entry.split("/")
+        if parts[0].endswith(".data") and len(parts) > 3 and parts[1] in ("purelib", "platlib"):
+            parts = parts[2:]
+        head = parts[0]
+        if head.endswith((".dist-info", ".data")) or (len(parts) == 1 and "." not in head):
+            continue
+        tops.add(head.split(".")[0] if len(parts) == 1 else head)
+    return tops
+
+
+def check_zip(path: pathlib.Path, platform: str, source: pathlib.Path = REPO) -> None:
+    """Check a built zip: Blender's validator passes; its manifest names ``platform`` alone; every listed wheel
+    is inside and fits the platform's tags; every module PoseFit loads at run time is in one of its wheels (or
+    in Blender's own Python). Raises :class:`PackagingError` naming the zip and every problem."""
+    import io
+    import tomllib
+
+    problems: list[str] = []
+    try:
+        run_cli(["validate", str(path), "--valid-tags", str(valid_tags_file())])
+    except PackagingError as exc:
+        problems.append(str(exc))
+    tags = supported_tags(PLATFORMS[platform])
+    provided: set[str] = set()
+    with zipfile.ZipFile(path) as archive:
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode("utf-8"))
+        if manifest.get("platforms") != [platform]:
+            problems.append(f"manifest platforms {manifest.get('platforms')} is not [{platform!r}]")
+        members = set(archive.namelist())
+        for entry in manifest.get("wheels", []):
+            member = entry.removeprefix("./")
+            if member not in members:
+                problems.append(f"{member} is listed but not in the zip")
+                continue
+            if not _wheel_name_version(pathlib.Path(member))[2] & tags:
+                problems.append(f"{member} does not fit {platform}")
+            with zipfile.ZipFile(io.BytesIO(archive.read(member))) as wheel:
+                provided |= wheel_top_levels(wheel.namelist())
+    missing = [top for top, dists in runtime_modules(source).items()
+               if top not in provided and not {canonicalize_name(d) for d in dists} & set(PROVIDED)]  # fmt: skip
+    if missing:
+        problems.append(f"no bundled wheel provides {', '.join(sorted(missing))} (imported at run time)")
+    if problems:
+        raise PackagingError(f"{path.name}: " + "; ".join(problems))
+
+
+def zip_name(source: pathlib.Path, platform: str) -> str:
+    """The zip Blender's ``build --split-platforms`` writes for ``platform``: ``<id>-<version>-<platform>.zip``
+    (the platform with an underscore, e.g. ``posefit-0.1.0-windows_x64.zip``)."""
+    import tomllib
+
+    manifest = tomllib.loads((source / "blender_manifest.toml").read_text(encoding="utf-8"))
+    return f"{manifest['id']}-{manifest['version']}-{platform.replace('-', '_')}.zip"
+
+
+def build_platform(
+    platform: str, wheels: Sequence[pathlib.Path], out: pathlib.Path, source: pathlib.Path, log: Callable[[str], object]
+) -> pathlib.Path:
+    """Stage the source with ``platform``'s wheels and a manifest naming that platform alone, validate it and
+    build its zip with Blender's builder; returns the zip (checked with :func:`check_zip`)."""
+    staging_root = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    target = out / zip_name(source, platform)
+    try:
+        staging = staging_root / "posefit"
+        stage_source(source, staging, wheels)
+        write_manifest(staging / "blender_manifest.toml", [f"./wheels/{w.name}" for w in wheels], [platform])
+        tags = str(valid_tags_file())
+        run_cli(["validate", str(staging), "--valid-tags", tags])
+        target.unlink(missing_ok=True)
+        args = ["build", "--source-dir", str(staging), "--output-dir", str(out), "--valid-tags", tags]
+        run_cli([*args, "--split-platforms"])  # names the zip after its platform
+    finally:
+        shutil.rmtree(staging_root, ignore_errors=True)
+    if not target.is_file():
+        raise PackagingError(f"Blender's builder wrote no {target.name} into {out}")
+    check_zip(target, platform)
+    log(f"{platform}: {len(wheels)} wheels, {target.name} {target.stat().st_size / 2**20:.1f} MiB")
+    return target
+
+
 def package(
     platforms: Sequence[str],
     out: pathlib.Path,
@@ -440,11 +602,15 @@ def package(
     log: Callable[[str], object] = print,
     update_lock: bool = False,
 ) -> list[pathlib.Path]:
-    """Fetch the locked wheels (re-resolving them first with ``update_lock``), stage the source, write the
-    staged manifest, validate it and build the zip(s) into ``out``; returns the zip paths."""
+    """Fetch the locked wheels (re-resolving them first with ``update_lock``), then build one zip per platform
+    into ``out`` (each staged, validated and checked by :func:`build_platform`); returns the zip paths."""
+    platforms = list(OFFERED) if list(platforms) == ["all"] else list(dict.fromkeys(platforms))
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
-        raise PackagingError(f"unknown platform(s) {unknown}; choose from {sorted(PLATFORMS)}")
+        raise PackagingError(f"unknown platform(s) {unknown}; choose from {sorted(PLATFORMS)} or 'all'")
+    not_offered = [p for p in platforms if p in NOT_OFFERED]
+    if not_offered:
+        raise PackagingError("; ".join(f"{p} cannot be offered: {NOT_OFFERED[p]}" for p in not_offered))
     wheels_dir = source / "wheels"
     wheels_dir.mkdir(exist_ok=True)
     lock_path = source / LOCK_NAME
@@ -467,31 +633,15 @@ def package(
         raise PackagingError(
             f"{lock_path}: no locked wheels for {', '.join(missing)}; add them with --update-lock --platform ..."
         )
-    bundled: dict[str, pathlib.Path] = {}
     for platform in platforms:
-        for wheel in fetch_locked(platform, lock[platform], wheels_dir, caches, log):
-            bundled[wheel.name] = wheel
-    names = sorted(bundled, key=str.lower)
-    total = sum(bundled[n].stat().st_size for n in names)
-    log(f"{len(names)} wheels, {total / 2**20:.1f} MiB")
+        problems = check_lock_section(platform, lock[platform])
+        if problems:
+            raise PackagingError(f"{lock_path} [{platform}]: " + "; ".join(problems))
     out.mkdir(parents=True, exist_ok=True)
-    staging_root = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        staging = staging_root / "posefit"
-        stage_source(source, staging, [bundled[n] for n in names])
-        write_manifest(staging / "blender_manifest.toml", [f"./wheels/{n}" for n in names], platforms)
-        tags = str(valid_tags_file())
-        log(run_cli(["validate", str(staging), "--valid-tags", tags]).strip())
-        before = {p: p.stat().st_mtime_ns for p in out.glob("*.zip")}
-        args = ["build", "--source-dir", str(staging), "--output-dir", str(out), "--valid-tags", tags]
-        if len(platforms) > 1:
-            args.append("--split-platforms")
-        run_cli(args)
-    finally:
-        shutil.rmtree(staging_root, ignore_errors=True)
-    zips = sorted(p for p in out.glob("*.zip") if before.get(p) != p.stat().st_mtime_ns)
-    if not zips:
-        raise PackagingError(f"Blender's builder wrote no zip into {out}")
+    zips = []
+    for platform in platforms:
+        wheels = fetch_locked(platform, lock[platform], wheels_dir, caches, log)
+        zips.append(build_platform(platform, sorted(wheels, key=lambda p: p.name.lower()), out, source, log))
     return zips
 
 
@@ -501,8 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--platform",
         action="append",
-        choices=sorted(PLATFORMS),
-        help="Blender platform to bundle wheels for (repeatable; default: linux-x64)",
+        choices=[*sorted(PLATFORMS), "all"],
+        help=f"Blender platform to build a zip for (repeatable; 'all': {', '.join(OFFERED)}; default: linux-x64)",
     )
     parser.add_argument("--out", type=pathlib.Path, default=REPO / "dist", help="folder for the zip (default dist/)")
     parser.add_argument("--source-dir", type=pathlib.Path, default=REPO, help="extension source (default: repo)")
@@ -517,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--refresh", action="store_true", help="with --update-lock: ask pip even for wheels on disk")
     args = parser.parse_args(argv)
     try:
-        zips = package(args.platform or ["linux-x64"], args.out.resolve(), args.source_dir.resolve(),
+        platforms = ["all"] if "all" in (args.platform or []) else args.platform or ["linux-x64"]
+        zips = package(platforms, args.out.resolve(), args.source_dir.resolve(),
                        [c.resolve() for c in args.wheel_cache], args.refresh, update_lock=args.update_lock)  # fmt: skip
     except PackagingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -251,3 +251,26 @@ def test_ctrl_c_stops_with_one_line_a_summary_and_the_frames_done(sequence, tmp_
     assert main(batch_argv(sequence, out, "--workers", "0", "--chunk", "6")) == 0  # the same command resumes
     capsys.readouterr()
     assert json.loads((out / "summary.json").read_text())["done"] == FRAMES
+
+
+def test_small_jobs_run_serially_and_say_why() -> None:
+    from posecore.batch.runner import serial_reason
+
+    assert serial_reason(3, 2, 16, None).startswith("3 frame(s) to fit, fewer than 2 worker(s) x chunk 16")
+    assert serial_reason(32, 2, 16, None) is None  # enough work for every worker
+    assert serial_reason(3, 0, 16, None) is None  # serial anyway, nothing to say
+    assert serial_reason(3, 2, 16, "auto") is None  # a cluster the user started is always used
+
+
+def test_a_local_ray_starts_without_the_token_auth_warning(monkeypatch, capfd) -> None:
+    """Only Ray's token-authentication logger is quietened, and only around the start; RAY_AUTH_MODE untouched."""
+    import logging
+
+    from posecore.batch.runner import RAY_AUTH_LOGGER, quiet_local_ray_auth
+
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with quiet_local_ray_auth():
+        assert not logger.isEnabledFor(logging.WARNING) and logger.isEnabledFor(logging.ERROR)
+        assert "RAY_AUTH_MODE" not in os.environ
+    assert logger.isEnabledFor(logging.WARNING)  # restored

@@ -339,18 +339,21 @@ def test_batch_mask_options_reach_the_scene_settings(scene):
 
 
 def test_batch_on_ray_workers_keys_what_the_workers_fitted(scene, anny):
-    """``--workers 2``: the frames go to posecore's batch on a local Ray (chunks of 2), the results are keyed onto
-    the armature and the .blend saved; a re-run redoes only a frame whose results are gone."""
+    """``--workers 2``: the frames go to posecore's batch on a local Ray (chunks of 1: 3 frames are enough work for
+    2 workers), without Ray's token-authentication warning; the results are keyed onto the armature and the .blend
+    saved; a re-run redoes only a frame whose results are gone."""
     blend = scene["tmp"] / "ray.blend"
     shutil.copy(scene["blend"], blend)
     out = scene["tmp"] / "ray_results"
-    proc = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "2", "--chunk", "2")
+    proc = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "2", "--chunk", "1")
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Token authentication" not in proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["frames"], summary["done"], summary["failed"]) == (3, 3, {}) and summary["ray"]["workers"] == 2
+    assert summary["serial_because"] is None
     records = {f: json.loads((out / f"frame_{f:04d}" / "result.json").read_text()) for f in FRAMES}
-    assert [records[f]["settings"]["warm_start_from"] for f in FRAMES] == [None, "frame_0001", None]  # 2 chunks
+    assert [records[f]["settings"]["warm_start_from"] for f in FRAMES] == [None, None, None]  # 3 chunks
     assert all(r["settings"]["part"] == "left_arm" and r["settings"]["size"] == [SIZE, SIZE] for r in records.values())
     assert "3 of 3 frame(s) fitted and keyed" in proc.stdout
 
@@ -359,7 +362,7 @@ def test_batch_on_ray_workers_keys_what_the_workers_fitted(scene, anny):
 
     # Resume (serially this time) with smoothing: only the missing frame is fitted, the smoothed poses are keyed.
     shutil.rmtree(out / "frame_0003")
-    again = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "0", "--chunk", "2", "--smooth", "1")
+    again = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "0", "--chunk", "1", "--smooth", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fitted_this_run"] == ["frame_0003"] and summary["skipped"] == 2
@@ -371,6 +374,27 @@ def test_batch_on_ray_workers_keys_what_the_workers_fitted(scene, anny):
         bpy.context.scene.frame_set(frame)
         rotations = scene_io.read_pose(arm, rig)[0].numpy()
         assert np.allclose(rotations, smoothed[position], atol=1e-4)  # ... and the keys are the smoothed ones
+
+
+def test_a_small_batch_runs_serially_with_a_one_line_note(scene):
+    """3 frames for 2 workers in chunks of 2 (fewer than 2 x 2): no Ray is started (it would take longer than the
+    workers save); one line says so, and the frames are fitted and keyed in this process, warm-started in order."""
+    blend = scene["tmp"] / "small.blend"
+    shutil.copy(scene["blend"], blend)
+    out = scene["tmp"] / "small_results"
+    proc = _batch(str(blend), "--frames", "1-3", "--out", str(out), "--workers", "2", "--chunk", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    note = (
+        "3 frame(s) to fit, fewer than 2 worker(s) x chunk 2: fitting serially in this process (starting Ray would "
+        "take longer than the workers save)"
+    )
+    assert [line for line in proc.stdout.splitlines() if "serially" in line] == [f"posefit batch: {note}"], proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ray"] is None and summary["serial_because"] == note and summary["done"] == 3
+    starts = [json.loads((out / f"frame_{f:04d}" / "result.json").read_text())["settings"]["warm_start_from"]
+              for f in FRAMES]  # fmt: skip
+    assert starts == [None, "frame_0001", None]  # the same chunks as on workers
+    assert "3 of 3 frame(s) fitted and keyed" in proc.stdout
 
 
 def test_batch_on_workers_refuses_what_workers_cannot_follow(scene, capsys):

@@ -21,7 +21,7 @@ FLOOR_VENV = pathlib.Path(
     os.environ.get("POSEFIT_BLENDER_FLOOR_VENV") or pathlib.Path.home() / ".cache" / "posefit" / "venv-bpy-4.2"
 )
 FLOOR_PYTHON = FLOOR_VENV / "bin" / "python"
-BLENDER_TEST_FILES = ("tests/test_blender_addon.py", "tests/test_blender_batch.py")
+BLENDER_TEST_FILES = ("tests/test_blender_addon.py", "tests/test_blender_batch.py", "tests/test_blender_panel.py")
 
 
 @pytest.mark.slow

@@ -106,6 +106,28 @@ def test_synthetic_file_is_deterministic(model_file: Path, tmp_path: Path) -> No
     assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(model_file.read_bytes()).digest()
 
 
+def test_synthetic_pose_correctives_move_smplx_vertices(model_root: Path) -> None:
+    """smplx's own forward pass with the synthetic file: bending the right elbow moves vertices beyond plain
+    skinning (the correctives), by millimetres, and only where the elbow skins."""
+    model = smplx.create(str(model_root), model_type="smplx", ext="npz", use_pca=False)
+    pose = torch.zeros(1, 63)
+    pose[0, 3 * 18 : 3 * 18 + 3] = torch.tensor([0.0, 0.0, 1.2])  # body joint 19 (right elbow) is entry 18
+    with torch.no_grad():
+        bent = model(body_pose=pose).vertices[0]
+        saved = model.posedirs.clone()
+        model.posedirs.zero_()
+        plain = model(body_pose=pose).vertices[0]
+        model.posedirs.copy_(saved)
+    offset = (bent - plain).norm(dim=1)
+    assert 2e-4 < float(offset.max()) < 0.05
+    assert float(offset[torch.from_numpy(model_root_weights(model_root)[:, 19] == 0)].max()) < 1e-7
+
+
+def model_root_weights(model_root: Path) -> np.ndarray:
+    with np.load(model_root / "smplx" / "SMPLX_NEUTRAL.npz") as data:
+        return data["weights"]
+
+
 def test_synthetic_file_contents(data: dict[str, np.ndarray]) -> None:
     V = data["v_template"].shape[0]
     reg = data["J_regressor"]
@@ -118,7 +140,12 @@ def test_synthetic_file_contents(data: dict[str, np.ndarray]) -> None:
         assert np.allclose(comps @ comps.T, np.eye(45), atol=1e-10)
         assert not data[f"hands_mean{side}"].any()
     assert data["shapedirs"].shape == (V, 3, 20)
-    assert not data["posedirs"].any()
+    # Pose correctives are real: every joint's features move only the vertices that joint skins.
+    posedirs = data["posedirs"]
+    assert posedirs.shape == (V, 3, 486) and np.abs(posedirs).max() > 5e-4
+    elbow = 19  # right_elbow: its nine features are columns 9 * 18 ... 9 * 18 + 8
+    moved = np.abs(posedirs[:, :, 9 * (elbow - 1) : 9 * elbow]).sum((1, 2)) > 0
+    assert moved.any() and (data["weights"][moved, elbow] > 0).all()
     # Betas are body-shape directions: each moves the whole body, a unit coefficient by millimetres-cm.
     rms = np.sqrt((data["shapedirs"][:, :, :10] ** 2).sum(1).mean(0))
     assert (rms > 1e-4).all() and rms[0] < 0.15

@@ -35,6 +35,15 @@ def write_movie(path, values: list[int], size: int = 32) -> None:
             container.mux(packet)
 
 
+@pytest.fixture(params=["av", "cv2"])
+def movie_backend(request, monkeypatch) -> str:
+    """Each movie test runs with PyAV and with OpenCV's FFmpeg (what the Blender extension bundles)."""
+    if request.param == "cv2":
+        pytest.importorskip("cv2", reason="OpenCV (mediapipe's dependency) reads movies without PyAV")
+    monkeypatch.setenv("POSEFIT_MOVIE_BACKEND", request.param)
+    return request.param
+
+
 def test_folder_frames_are_sorted_and_named_by_stem(tmp_path) -> None:
     for name, value in (("b.png", 0.5), ("a.png", 0.25), ("c.jpg", 0.75)):
         save_image(tmp_path / name, grey(value))
@@ -54,12 +63,12 @@ def test_shared_stems_keep_their_extension_and_glob_selects(tmp_path) -> None:
     assert [f.name for f in open_frame_source(str(tmp_path / "*.png")).frames] == ["x", "y"]
 
 
-def test_movie_frames_in_display_order_random_access_and_pickled(tmp_path) -> None:
+def test_movie_frames_in_display_order_random_access_and_pickled(tmp_path, movie_backend) -> None:
     """Frame levels 50 apart; lossy MPEG-4 keeps each within a few levels."""
     values = [10, 60, 110, 160, 210, 30, 80, 130, 180]
     write_movie(tmp_path / "clip.mp4", values)
     source = open_frame_source(tmp_path / "clip.mp4")
-    assert isinstance(source, MovieSource)
+    assert isinstance(source, MovieSource) and source.backend == movie_backend
     assert [f.name for f in source.frames] == [f"frame_{i:06d}" for i in range(len(values))]
 
     def level(frame_index: int, src=source) -> float:
@@ -74,7 +83,7 @@ def test_movie_frames_in_display_order_random_access_and_pickled(tmp_path) -> No
     copy.close()
 
 
-def test_selected_frames_load_their_source_frames_under_the_given_names(tmp_path) -> None:
+def test_selected_frames_load_their_source_frames_under_the_given_names(tmp_path, movie_backend) -> None:
     """A Blender frame range hands frames 5 and 2 of a movie over as frame_0001 and frame_0002."""
     values = [10, 60, 110, 160, 210, 30]
     write_movie(tmp_path / "clip.mp4", values)
@@ -89,6 +98,36 @@ def test_selected_frames_load_their_source_frames_under_the_given_names(tmp_path
         SelectedFrames(chosen.source, [Frame(0, "a"), Frame(1, "a")])
     with pytest.raises(InputFileError, match="has 6 frames; frame index 6 does not exist"):
         SelectedFrames(chosen.source, [Frame(6, "b")])
+
+
+def test_opencv_and_pyav_decode_the_same_pixels(tmp_path, monkeypatch) -> None:
+    """A textured, moving movie: every frame OpenCV's FFmpeg gives equals PyAV's within 2 levels (both are
+    FFmpeg; only their YUV-to-RGB conversions may round differently), in the same order."""
+    pytest.importorskip("cv2")
+    size, count = 48, 7
+    ramp = np.add.outer(np.arange(size), np.arange(size)).astype(np.float64)
+    path = tmp_path / "texture.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv444p"
+        for t in range(count):
+            image = np.stack([(ramp * 2 + 30 * t) % 256, np.roll(ramp, t * 5, 1) * 2 % 256, ramp[::-1] * 2 % 256], -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    decoded = {}
+    for backend in ("av", "cv2"):
+        monkeypatch.setenv("POSEFIT_MOVIE_BACKEND", backend)
+        source = open_frame_source(path)
+        decoded[backend] = [source.load(f).rgb for f in [*source.frames[3:], *source.frames[:3]]]  # jump back too
+        source.close()
+    assert len(decoded["av"]) == len(decoded["cv2"]) == count
+    for a, b in zip(decoded["av"], decoded["cv2"], strict=True):
+        assert a.shape == b.shape == (size, size, 3)
+        assert float((a - b).abs().max()) <= 2.0 / 255
+    assert float((decoded["cv2"][0] - decoded["cv2"][1]).abs().max()) > 0.1  # the frames do differ
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty folder", "glob matching nothing", "not a movie"])

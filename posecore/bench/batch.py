@@ -127,7 +127,7 @@ def batch_main(argv: list[str]) -> int:
             out = folder / f"out_{len(rows)}"
             job = _job(folder, out, args.iterations, args.chunk)
             start = time.perf_counter()
-            summary = _two_node_run(job) if cluster else run_batch(job, workers=workers)
+            summary = _two_node_run(job) if cluster else run_batch(job, workers=workers, small_jobs_serial=False)
             seconds = time.perf_counter() - start
             same = "-" if workers == 0 else ("yes" if _same_as(out, folder / "out_0", names) else "NO")
             rows.append((label, summary["done"], seconds, summary["fit_seconds_per_frame"], same))

@@ -17,6 +17,30 @@ VPOSER_HINT = (
 )
 
 
+GENDERS = ("neutral", "male", "female")
+
+
+def parse_smplx_spec(spec: str) -> tuple[str, str]:
+    """``smplx:PATH`` or ``smplx:PATH:GENDER`` -> (PATH, gender). PATH may itself hold colons, as Windows paths
+    do (``smplx:C:\\Users\\Ana\\models:female``): only a last ``:`` part that names a gender is split off.
+
+    Raises:
+        ParameterError: no PATH, or a last part that looks like a misspelt gender after an existing folder.
+    """
+    rest = spec[len("smplx:") :] if spec.startswith("smplx:") else spec
+    gender = "neutral"
+    head, _, tail = rest.rpartition(":")
+    if head and tail.lower() in GENDERS:
+        rest, gender = head, tail.lower()
+    elif head and tail.isalpha() and os.path.exists(head) and not os.path.exists(rest):
+        raise ParameterError(
+            f"--model {shorten(spec)}: unknown SMPL-X gender {shorten(tail, 40)!r}: use neutral, male or female"
+        )
+    if not rest:
+        raise ParameterError("--model smplx:DIR needs the folder (or .npz file) of your SMPL-X model")
+    return rest, gender
+
+
 def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
     """Load a body model from a spec.
 
@@ -31,17 +55,7 @@ def load_body_model(spec: str, device: str = "cpu") -> BodyModel:
     if spec.startswith("smplx:"):
         from posecore.bodies.smplx_body import SmplxBody
 
-        rest = spec[len("smplx:") :]
-        gender = "neutral"
-        head, _, tail = rest.rpartition(":")
-        if head and tail.lower() in ("neutral", "male", "female"):
-            rest, gender = head, tail.lower()
-        elif head and tail.isalpha() and os.path.exists(head) and not os.path.exists(rest):
-            raise ParameterError(
-                f"--model {shorten(spec)}: unknown SMPL-X gender {shorten(tail, 40)!r}: use neutral, male or female"
-            )
-        if not rest:
-            raise ParameterError("--model smplx:DIR needs the folder (or .npz file) of your SMPL-X model")
+        rest, gender = parse_smplx_spec(spec)
         return SmplxBody(rest, gender=gender, device=device)
     raise ParameterError(f"unknown body model {shorten(spec)!r}: use 'anny' or 'smplx:DIR'")
 

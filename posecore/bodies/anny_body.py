@@ -92,9 +92,6 @@ def _load_anny_module():
         return _MODEL_CACHE["anny"]
     cache = anny_cache_dir()
     os.environ.setdefault("ANNY_CACHE_DIR", str(cache))
-    from posecore.bodies.warp_setup import init_warp_quietly
-
-    init_warp_quietly()  # before anny imports warp: no CUDA-driver warning on machines without one
     try:
         import anny
         import anny.paths
@@ -107,7 +104,9 @@ def _load_anny_module():
     from posecore.bodies import anny_cache
 
     with anny_cache.fast_build():  # the first time on a machine: builds only the final model data, fast
-        model = anny.Anny()  # later: loads it in under a second
+        # PoseFit skins with its own sparse product (posecore.bodies.skinning), never with Anny's: plain LBS
+        # keeps anny from importing NVIDIA Warp (149 MB on Linux), so the extension's zip does not bundle it.
+        model = anny.Anny(skinning_method="lbs")  # later: loads it in under a second
     model = model.to(torch.float32)
     _MODEL_CACHE["anny"] = model
     return model

@@ -30,7 +30,10 @@ How each key is built:
   bumps, about 5 mm per unit) confined to the front of the face. ``S`` = 20 in SMPL-X v1.0's compact
   layout (10 shape + 10 expression) when both counts are <= 10, else 400 (300 + 100, v1.1's layout),
   unused columns zero.
-* ``posedirs`` (V, 3, 486): zeros - no pose-corrective blend shapes (plain linear blend skinning).
+* ``posedirs`` (V, 3, 486): non-zero pose correctives, so that code carrying them (posecore's corrective offsets,
+  the Blender shape key) runs with real values: pose feature ``9 (j - 1) + m`` (entry ``m`` of joint ``j``'s
+  ``R - I``) moves the vertices joint ``j`` skins, by their skinning weight, along a fixed random direction,
+  :data:`CORRECTIVE_SCALE` metres per unit (a bent elbow moves them by about a millimetre).
 * ``hands_componentsl/r`` (45, 45): random orthonormal matrices (fixed seed); ``hands_meanl/r`` zeros.
 * ``lmk_faces_idx`` (51,), ``lmk_bary_coords`` (51, 3): 51 triangles on the front of the face with
   barycentric weights summing to 1.
@@ -307,7 +310,7 @@ def _build_arrays(num_betas: int, num_expression: int, seed: int) -> dict[str, n
         "weights": weights,
         "kintree_table": kintree,
         "shapedirs": shapedirs,
-        "posedirs": np.zeros((num_verts, 3, 486), dtype=np.float32),
+        "posedirs": _pose_correctives(weights, seed),
         "hands_componentsl": hands_l,
         "hands_componentsr": hands_r,
         "hands_meanl": np.zeros(45),
@@ -317,6 +320,20 @@ def _build_arrays(num_betas: int, num_expression: int, seed: int) -> dict[str, n
         # Not an SMPL-X key (smplx ignores it): the exact joint positions the regressor reproduces.
         "synthetic_rest_joints": joints,
     }
+
+
+CORRECTIVE_SCALE = 0.001
+"""Metres of pose-corrective displacement per unit of a pose feature (an entry of ``R - I``)."""
+
+
+def _pose_correctives(weights: np.ndarray, seed: int) -> np.ndarray:
+    """(V, 3, 486) correctives: each joint's nine pose features move the vertices it skins (by their weight) along
+    fixed random unit directions (own generator: the other arrays do not change with it)."""
+    rng = np.random.default_rng(seed + 7919)
+    directions = rng.normal(size=(weights.shape[1] - 1, 9, 3))
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    fields = weights[:, 1:, None, None] * directions[None] * CORRECTIVE_SCALE  # (V, 54, 9, 3)
+    return np.ascontiguousarray(fields.reshape(len(weights), -1, 3).transpose(0, 2, 1)).astype(np.float32)
 
 
 def save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +190,21 @@ def _foreign_entries(directory: Path) -> list[str]:
     return [n for n in names if n not in listed]
 
 
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in ``folder``: its permission bits allow it (``os.access``) and creating (then
+    removing) an empty probe folder there works. The probe catches what permission bits do not show, for root too:
+    read-only and virtual file systems (``/proc``, ``/sys``), read-only mounts, full quotas."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        probe = tempfile.mkdtemp(prefix=".posefit-probe-", dir=folder)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
+    return True
+
+
 def check_output_dir(path: str | os.PathLike[str]) -> Path:
     """Check, before any work is done, that results can be written to the folder ``path``.
 
@@ -221,17 +237,20 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
                 f"file); refusing to replace it: choose a new or empty output folder"
             )
         for folder in (final, final.parent):
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise OutputNotWritableError(f"{shorten(folder)}: folder is not writable (permission denied)")
+            if not _writable(folder):
+                raise OutputNotWritableError(
+                    f"{shorten(folder)}: folder is not writable (no permission, or a read-only file system)"
+                )
         return final
     ancestor = final.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise OutputNotAFolderError(f"{shorten(ancestor)}: is not a folder, so {shorten(given)} cannot be created")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if not _writable(ancestor):
         raise OutputNotWritableError(
-            f"{shorten(ancestor)}: folder is not writable (permission denied), so {shorten(given)} cannot be created"
+            f"{shorten(ancestor)}: folder is not writable (no permission, or a read-only file system), so "
+            f"{shorten(given)} cannot be created"
         )
     return final
 

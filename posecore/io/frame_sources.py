@@ -10,13 +10,16 @@ The same input always gives the same names, so a re-run finds the frames it alre
 
 Movies are decoded with PyAV (FFmpeg's libraries, inside its wheel). Listing a movie reads its packets (no
 decoding); loading a frame seeks to the keyframe before it and decodes forward, and reading frames in order
-decodes each once. Sources pickle (an open movie is reopened where it is unpickled), so a worker process can
+decodes each once. Without PyAV (the Blender extension does not bundle it), OpenCV's FFmpeg reads them instead
+(:mod:`posecore.io.movie_cv2`: the same frames in the same order); ``POSEFIT_MOVIE_BACKEND=cv2`` chooses it.
+Sources pickle (an open movie is reopened where it is unpickled), so a worker process can
 load its own frames.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +73,8 @@ class MovieSource:
 
     path: Path
     pts: list[int]
+    backend: str = "av"
+    """``av`` (PyAV; ``pts`` are presentation timestamps) or ``cv2`` (OpenCV; ``pts`` are frame numbers)."""
     frames: list[Frame] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +87,7 @@ class MovieSource:
         return str(self.path)
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "pts": self.pts, "frames": self.frames}
+        return {"path": self.path, "pts": self.pts, "backend": self.backend, "frames": self.frames}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -90,6 +95,13 @@ class MovieSource:
 
     def load(self, frame: Frame) -> TargetImage:
         """Decode one frame; InputFileError naming the movie and frame when it cannot be decoded."""
+        if self.backend == "cv2":
+            from posecore.io.movie_cv2 import Cv2MovieReader
+
+            if not isinstance(self._reader, Cv2MovieReader):
+                self._reader = Cv2MovieReader(self.path)
+            rgb = torch.from_numpy(self._reader.read(self.pts[frame.index])).float() / 255.0
+            return TargetImage(rgb=rgb, source=f"{self.path}#{frame.name}")
         import av
 
         want = self.pts[frame.index]
@@ -124,7 +136,10 @@ class MovieSource:
     def close(self) -> None:
         """Close the open decoder (loading reopens it)."""
         if self._reader is not None:
-            self._reader[0].close()
+            if isinstance(self._reader, tuple):
+                self._reader[0].close()
+            else:
+                self._reader.close()
             self._reader = None
 
 
@@ -165,7 +180,19 @@ class SelectedFrames:
             close()
 
 
+def movie_backend() -> str:
+    """``av`` when PyAV is installed (unless ``POSEFIT_MOVIE_BACKEND=cv2``), else ``cv2`` (OpenCV's FFmpeg)."""
+    chosen = os.environ.get("POSEFIT_MOVIE_BACKEND", "").strip().lower()
+    if chosen in ("av", "cv2"):
+        return chosen
+    return "av" if importlib.util.find_spec("av") is not None else "cv2"
+
+
 def _list_movie(path: Path) -> MovieSource:
+    if movie_backend() == "cv2":
+        from posecore.io.movie_cv2 import count_frames
+
+        return MovieSource(path, list(range(count_frames(path))), backend="cv2")
     try:
         import av
     except ImportError as exc:  # pragma: no cover - depends on the environment
