@@ -182,7 +182,11 @@ class HypothesisSearch:
             report.limit_excess_deg = self._limit_excess_deg(final.params)
             report.seconds += time.perf_counter() - t0
         fitted = [r for r in self.reports if r.objective is not None]
-        self.chosen = min(fitted, key=lambda r: r.objective)
+        best = min(fitted, key=lambda r: r.objective)
+        # Another reading of the photo replaces the start only when it explains it clearly better: near-ties are
+        # noise of the brief fits (and of the landmarks), and the start is what the user gave.
+        margin = self.fitter.preset.hypothesis_margin
+        self.chosen = best if best.objective < start.objective * (1 - margin) else start
         self.chosen.chosen = True
         self.seconds = time.perf_counter() - begin
 

@@ -69,6 +69,8 @@ class Preset:
         hypothesis_keypoint_weight, hypothesis_direction_weight: the keypoint and bone-direction weights that score
             the search's candidates (screening and brief fits); the landmarks' left/right labels and depth signs
             are what tell the candidates apart.
+        hypothesis_margin: a candidate replaces the start only if its brief-fit objective is lower than the start's
+            by more than this fraction.
         accept_gain: the fit moves off its start only if the objective improves on the start's by more than this
             fraction; else the start is returned exactly (0 = any improvement counts). Makes a re-fit of a result,
             or a warm start on an identical frame, stay where it is instead of wandering along flat directions.
@@ -107,6 +109,7 @@ class Preset:
     hypothesis_iterations: int = 15
     hypothesis_keypoint_weight: float = 0.0
     hypothesis_direction_weight: float = 0.0
+    hypothesis_margin: float = 0.0
     accept_gain: float = 0.0
     notes: str = field(default="", compare=False)
 
@@ -206,6 +209,7 @@ FAST = Preset(
     hypothesis_iterations=15,
     hypothesis_keypoint_weight=0.01,
     hypothesis_direction_weight=0.02,
+    hypothesis_margin=0.05,
     accept_gain=0.03,
     notes="Adam on a resolution-independent image loss over a 5-level image pyramid, with a weak prior "
     "towards the initialisation and a small robust 2D keypoint term when landmarks are known; stops early (after "
