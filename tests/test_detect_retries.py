@@ -85,7 +85,7 @@ def test_a_small_person_in_a_large_frame_is_found_where_they_are(turns) -> None:
     assert on[700:911, 1300:1480].sum() > 0.8 * on.sum() > 0  # the mask is on the pasted person
 
 
-@pytest.mark.parametrize("turns", [1, 3])
+@pytest.mark.parametrize("turns", [1, 2, 3])
 def test_landmarks_of_a_turned_photo_map_back_onto_the_upright_detection(turns) -> None:
     pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
     from posecore.detect.landmarks import detect_landmarks
