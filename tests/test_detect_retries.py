@@ -120,28 +120,12 @@ def test_a_small_person_bent_over_with_hands_on_the_floor_is_found(anny) -> None
     """The issue's lost photo, rendered: a person folded forward, hands hanging to the floor, about 200 px in a
     2048 x 1536 frame. The plain detection finds nobody; a retry view does, with landmarks on the true joints."""
     pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
-    import torch
-
-    from posecore.cameras.pinhole import PinholeCamera
-    from posecore.demo import SKIN, pose_from_table, target_lighting
+    from posecore.bench.photo_sizes import bent_over_photo, bent_over_scene
     from posecore.detect.joint_map import POINTS, model_joints
     from posecore.detect.landmarks import NoPersonFoundError, detect_landmarks
-    from posecore.render.raster import RasterRenderer
-    from posecore.render.scene import RenderScene
 
-    fold = {"root": (115, 0, 0), "upperleg01.L": (-105, 0, 0), "upperleg01.R": (-105, 0, 0),
-            "upperarm01.L": (-80, 0, 0), "upperarm01.R": (-80, 0, 0)}  # fmt: skip
-    params = anny.default_params()
-    params.rotations = pose_from_table(anny, fold, degrees=True)
-    with torch.no_grad():
-        posed = anny(params)
-    centre = 0.5 * (posed.vertices.min(0).values + posed.vertices.max(0).values)
-    look = PinholeCamera.look_at(centre + torch.tensor([-2.6, -1.2, 0.3]), centre, torch.tensor([0.0, 0.0, 1.0]),
-                                 2048, 1536, 100.0)  # fmt: skip
-    camera = PinholeCamera(look.fx, look.fy, look.cx - 512, look.cy + 154, 2048, 1536, look.rotation, look.translation)
-    colours = torch.tensor(SKIN).expand(anny.num_vertices, 3)
-    scene = RenderScene(posed.vertices, anny.faces, colours, camera, target_lighting(), torch.tensor([0.55, 0.6, 0.65]))
-    photo = np.round(RasterRenderer().render(scene).image.clamp(0, 1).numpy() * 255).astype(np.uint8)
+    photo = bent_over_photo(anny, 2048)
+    posed, camera = bent_over_scene(anny, 2048)
     uv = camera.project(posed.vertices)[0]
     size = float((uv.max(0).values - uv.min(0).values).max())
     assert size < 250  # small in the frame
