@@ -85,7 +85,7 @@ def test_a_small_person_in_a_large_frame_is_found_where_they_are(turns) -> None:
     assert on[700:911, 1300:1480].sum() > 0.8 * on.sum() > 0  # the mask is on the pasted person
 
 
-@pytest.mark.parametrize("turns", [1, 3])
+@pytest.mark.parametrize("turns", [1, 2, 3])
 def test_landmarks_of_a_turned_photo_map_back_onto_the_upright_detection(turns) -> None:
     pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
     from posecore.detect.landmarks import detect_landmarks
@@ -114,3 +114,30 @@ def test_retries_stay_inside_the_person_box() -> None:
     photo = _pasted(180, (1300, 700))
     with pytest.raises(NoPersonFoundError, match=r"also tried \d+ turned, zoomed-out and tiled views"):
         detect_landmarks(photo, person_box=(0, 0, 1024, 1536))  # the person is in the other half
+
+
+def test_a_small_person_bent_over_with_hands_on_the_floor_is_found(anny) -> None:
+    """The issue's lost photo, rendered: a person folded forward, hands hanging to the floor, about 200 px in a
+    2048 x 1536 frame. The plain detection finds nobody; a retry view does, with landmarks on the true joints."""
+    pytest.importorskip("mediapipe", reason="person detection needs mediapipe==0.10.14")
+    from posecore.bench.photo_sizes import bent_over_photo, bent_over_scene
+    from posecore.detect.joint_map import POINTS, model_joints
+    from posecore.detect.landmarks import NoPersonFoundError, detect_landmarks
+
+    photo = bent_over_photo(anny, 2048)
+    posed, camera = bent_over_scene(anny, 2048)
+    uv = camera.project(posed.vertices)[0]
+    size = float((uv.max(0).values - uv.min(0).values).max())
+    assert size < 250  # small in the frame
+    with pytest.raises(NoPersonFoundError):
+        detect_landmarks(photo, retries=False)
+    found = detect_landmarks(photo)
+    assert found.found_by != "photo"
+    names = ("left_shoulder", "right_shoulder", "left_wrist", "right_wrist", "left_hip", "right_hip",
+             "left_ankle", "right_ankle")  # fmt: skip
+    errors = []
+    for name in names:
+        joints = [j for n in POINTS[name].joints for j in model_joints(anny, n)]
+        truth = camera.project(posed.joints[joints].mean(0)[None])[0][0].numpy()
+        errors.append(float(np.linalg.norm(found.points[POINTS[name].landmarks[0]] - truth)))
+    assert np.median(errors) < 0.1 * size, errors  # PCK@0.1 of the person's box, for most of the limb joints

@@ -190,3 +190,17 @@ def test_batch_frames_are_fitted_on_the_crop_and_saved_in_the_photo_camera(small
         saved = np.load(out / name / "fit.npz")
         assert saved["image_size"].tolist() == [BIG, BIG]
         assert np.allclose(saved["camera_K"], init["camera_K"], atol=1e-4)
+
+
+def test_bad_person_crop_options_are_one_line_errors(small_person, tmp_path, capsys) -> None:
+    argv = ["fit", "--image", str(small_person / "photo.png"), "--init", str(small_person / "init.npz"),
+            "--out", str(tmp_path / "x")]  # fmt: skip
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, one line (posecore.cli._OneLineParser)
+        main([*argv, "--person-crop", "maybe"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--person-crop" in err and "maybe" in err
+    # A --crop rectangle outside the person's window cannot be fitted on the crop: say so, write nothing.
+    assert main([*argv, "--crop", "0,0,40,40", "--person-crop", "on"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--person-crop off" in err and not (tmp_path / "x").exists()

@@ -197,7 +197,9 @@ def detect_landmarks(
             MediaPipe returns one person per image). Points and mask are returned in the whole photo's pixels.
         source: what to call the photo in errors (its path).
         retries: when the plain detection finds nobody, try turned, zoomed-out and tiled views
-            (:mod:`posecore.detect.retries`) before giving up.
+            (:mod:`posecore.detect.retries`) before giving up; when it finds somebody upside down (hips above the
+            shoulders), look again with the photo turned so they stand upright (kept when it finds them: on
+            mmpose's real photos this took an acrobat from PCK@0.1 0.17 to 0.67).
 
     Returns:
         The :class:`Detection` (``found_by`` names the view that found the person).
@@ -221,19 +223,22 @@ def detect_landmarks(
             found = _detect_in_view(arr, view)
             if found is not None:
                 break
-        for _ in range(REFINE_ROUNDS if found is not None else 0):  # see the found person whole and upright
-            refined = refine_box(found[0], width, height)
-            if refined is None:
-                break
-            refined = (max(refined[0], box[0]), max(refined[1], box[1]), min(refined[2], box[2]),
-                       min(refined[3], box[3]))  # fmt: skip
-            turned = View(refined, upright_turns(found[0], found[1]))
-            if turned == view:
-                break
-            again = _detect_in_view(arr, turned)
-            if again is None:
-                break
-            found, view = again, turned
+        refine = REFINE_ROUNDS if found is not None else 0
+    else:  # found upside down by the plain detection: its landmarks are poor; look again turned upright
+        refine = 1 if retries and found is not None and upright_turns(found[0], found[1]) == 2 else 0
+    for _ in range(refine):  # see the found person whole and upright
+        refined = refine_box(found[0], width, height)
+        if refined is None:
+            break
+        refined = (max(refined[0], box[0]), max(refined[1], box[1]), min(refined[2], box[2]),
+                   min(refined[3], box[3]))  # fmt: skip
+        turned = View(refined, upright_turns(found[0], found[1]))
+        if turned == view:
+            break
+        again = _detect_in_view(arr, turned)
+        if again is None:
+            break
+        found, view = again, turned
     if found is None:
         where = f" inside the box {person_box}" if person_box is not None else ""
         also = f" (also tried {tried - 1} turned, zoomed-out and tiled views)" if tried > 1 else ""

@@ -12,7 +12,8 @@ may not look like a person to it. :func:`search_views` tries, in order, until on
 
 A find is refined: MediaPipe runs once more on the found person's box grown by :data:`REFINE_MARGIN`, turned so
 that the person stands upright (:func:`upright_turns`), so a person cut by a tile's edge is seen whole and seen
-the way the landmark model was trained (the refined detection is kept when it finds somebody). Landmarks, the 3D
+the way the landmark model was trained (the refined detection is kept when it finds somebody). A person the plain
+detection finds upside down gets the same second look. Landmarks, the 3D
 landmarks' axes and the mask are mapped back into the photo's pixels. Views that find nobody cost about 13 ms each
 (measured here, 2-core VM); the full search tries 189 views of a 2048 px photo (about 2.5 s).
 """
