@@ -65,8 +65,9 @@ def affected_joints(body: BodyModel, ambiguity: str) -> list[int]:
     return [model_joints(body, f"{s}_{n}")[0] for s in sides for n in names]
 
 
-def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, start) -> dict:
-    """Fit one scene in one mode; returns its row."""
+def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, start, panels: list | None = None) -> dict:
+    """Fit one scene in one mode; returns its row (and, with ``panels``, appends the scene's figure panel when a
+    search ran)."""
     from posecore.bench.scenes import ambiguous_start
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
@@ -86,6 +87,15 @@ def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, sta
     wrong = camera_frame_joints(body, ambiguous_start(body, scene.truth, ambiguity), scene.camera)
     before = camera_frame_joints(body, first.params, scene.camera)
     after = camera_frame_joints(body, last.params, scene.camera)
+    if panels is not None and fitter.search is not None:
+        views = [("truth", side_view(body, scene.truth, scene.camera, renderer)),
+                 ("start", side_view(body, scene.initial, scene.init_camera, renderer))]  # fmt: skip
+        for report in fitter.search.alternatives_ranked():
+            mark = "*" if report.chosen else ""
+            views.append((f"{mark}{report.name[:18]}\n{report.objective:.4f}",
+                          side_view(body, report.params, scene.init_camera, renderer)))  # fmt: skip
+        views.append(("final fit", side_view(body, last.params, scene.init_camera, renderer)))
+        panels.append({"scene": scene.name, "target": scene.target, "views": views})
     limits = fitter.limits if fitter.limits is not None else None
     if limits is None:
         from posecore.fitting.limits import JointLimits
@@ -110,6 +120,49 @@ def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, sta
         "seconds": round(last.elapsed_s, 2),
         "iterations": last.iteration,
     }
+
+
+def side_view(body: BodyModel, params, camera, renderer) -> torch.Tensor:
+    """(H, W, 3) the body seen from the side: ``camera`` orbited 90 degrees about its up axis through the root."""
+    from posecore.cameras.orbit import orbit_camera
+    from posecore.fitting.loop import fit_lighting
+    from posecore.render.scene import RenderScene
+
+    with torch.no_grad():
+        posed = body(params)
+        up = -camera.rotation[1].to(torch.float32)
+        side = orbit_camera(camera, up * (torch.pi / 2), posed.joints[0])
+        colours = torch.full((body.num_vertices, 3), 0.75)
+        scene = RenderScene(posed.vertices, body.faces, colours, side, fit_lighting(), torch.ones(3))
+        return renderer.render(scene).image.clamp(0, 1)
+
+
+def hypotheses_figure_png(panels: list[dict]) -> bytes:
+    """One row per scene: the photo, then side views of the truth, the start, each brief-fitted candidate (its
+    name and objective; the chosen one starred) and the final fit. ``panels``: dicts with ``scene``, ``target``
+    and ``views`` [(label, image)]."""
+    from posecore.figures import _pyplot, figure_png
+
+    plt = _pyplot()
+    columns = max(1 + len(p["views"]) for p in panels)
+    fig, axes = plt.subplots(len(panels), columns, figsize=(columns * 1.35, len(panels) * 1.55 + 0.3), dpi=90,
+                             squeeze=False)  # fmt: skip
+    for r, panel in enumerate(panels):
+        images = [("photo", panel["target"]), *panel["views"]]
+        for c in range(columns):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            label, image = images[c]
+            ax.imshow(image.numpy())
+            ax.set_title(label, fontsize=6)
+        axes[r, 0].set_ylabel(panel["scene"][3:][:24], fontsize=6.5)
+    fig.suptitle("hypotheses: the photo, then every body seen from the side", fontsize=8)
+    fig.tight_layout(pad=0.3, h_pad=0.3, w_pad=0.2)
+    return figure_png(fig)
 
 
 def markdown_section(rows: list[dict], command: str) -> str:
@@ -154,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N scenes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="folder for ambiguity.json and results.md's section")
+    parser.add_argument("--figure", default=None, help="PNG of the hypotheses of the scenes named by --figure-scenes")
+    parser.add_argument("--figure-scenes", default="swap_legs_lean,flip_knee_grip,turned_crouch",
+                        help="comma list of scene name parts for --figure")  # fmt: skip
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or set(modes) - set(MODES):
@@ -168,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.preset)
     renderer = get_renderer("raster")
     bodies: dict[str, BodyModel] = {}
-    rows = []
+    rows: list[dict] = []
+    panels: list[dict] = []
     folders = [
         f for f in scene_folders(Path(args.scenes)) if json.loads((f / "scene.json").read_text()).get("ambiguity")
     ]
@@ -176,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         scene = load_scene(folder)
         body = bodies.setdefault(scene.model_spec, load_body_model(scene.model_spec))
         start = photo_start(folder / "target.png", body, size=(scene.camera.width, scene.camera.height))
+        wanted = args.figure and any(part in scene.name for part in args.figure_scenes.split(","))
         for mode in modes:
-            row = fit_ambiguity_scene(scene, body, renderer, preset, mode, start)
+            row = fit_ambiguity_scene(scene, body, renderer, preset, mode, start, panels if wanted else None)
             rows.append(row)
             print(
                 f"{row['scene']:26s} {mode:10s} recovered={row['recovered']!s:5s} "
@@ -189,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m posecore.bench ambiguity " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     section = markdown_section(rows, command)
     print(section)
+    if args.figure and panels:
+        from posecore.figures import save_figure
+
+        save_figure(args.figure, hypotheses_figure_png(panels))
     if args.out:
         from posecore.bench.markdown_sections import write_marked_section
         from posecore.io.atomic import atomic_write_text

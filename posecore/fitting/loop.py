@@ -323,9 +323,8 @@ class PoseFitter:
                 chosen = pixels > 0.5
                 if int(chosen.sum()) < 50:
                     return None
-                # Least squares: the colour whose shaded render is nearest the photo over these pixels.
                 t, sh = self.target[chosen], shading[chosen][:, None]
-                return ((t * sh).sum(0) / sh.square().sum(0).clamp_min(1e-9)).clamp(0.05, 1.0)
+                return (t.sum(0) / sh.sum(0).clamp_min(1e-9)).clamp(0.05, 1.0)
 
             whole = colour(use)
             whole = torch.tensor(DEFAULT_ALBEDO) if whole is None else whole
