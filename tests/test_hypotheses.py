@@ -152,3 +152,23 @@ def test_refitting_a_result_moves_no_joint_more_than_a_degree(anny, swapped_legs
     _, again, _ = fit(anny, again_case)
     change = joint_angle_change_degrees(result.rotations, again[-1].params.rotations)
     assert float(change.max()) < 1.0, float(change.max())
+
+
+def test_benchmark_ambiguous_starts_are_what_they_claim(anny, truth) -> None:
+    """The ambiguity scenes' starts (built independently of the search's own constructions): a flipped elbow keeps
+    the hand where it was and moves the elbow; a turned body is the truth reflected front to back."""
+    with torch.no_grad():
+        joints = anny(truth).joints
+        flipped = anny(scenes.ambiguous_start(anny, truth, "flip_elbow:left")).joints
+        turned = anny(scenes.ambiguous_start(anny, truth, "turned")).vertices
+        vertices = anny(truth).vertices
+    wrist, elbow = (model_joints(anny, f"left_{n}")[0] for n in ("wrist", "elbow"))
+    assert float((flipped[wrist] - joints[wrist]).norm()) < 1e-4
+    assert float((flipped[elbow] - joints[elbow]).norm()) > 0.05
+    front = 1  # Anny: the body's front is -Y, so front-to-back reflection flips Y about the root
+    reflected = vertices.clone()
+    reflected[:, front] = 2 * joints[0, front] - vertices[:, front]
+    lo, hi = turned.min(0).values, turned.max(0).values
+    assert torch.allclose(lo, reflected.min(0).values, atol=1e-3) and torch.allclose(
+        hi, reflected.max(0).values, atol=1e-3
+    )

@@ -184,10 +184,10 @@ def fit_scene(scene: Scene, body: BodyModel, renderer, preset, cues=(None, None,
     from posecore.fitting.parts import part_joints
 
     look = Look(scene.init_camera, part=scene.part)
-    keypoints, bones, mask = cues
+    keypoints, bones, _mask = cues  # the mask is not used: 'fit' without --mask auto does not
     problem = FitProblem(
         body, scene_initial(scene, body), scene.target, look, renderer, keypoints=keypoints, bone_directions=bones,
-        cues_for_search_only=True, albedo_mask=mask,
+        cues_for_search_only=True,
     )  # fmt: skip
     fitter = PoseFitter(problem, preset)
     states = fitter.run()
