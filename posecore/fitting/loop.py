@@ -460,6 +460,7 @@ class PoseFitter:
                 and state is not None
                 and first is not None
                 and not final
+                and not (coarse is not None and 0 < iteration < coarse_until)  # re-scored at full resolution only
                 and iteration % preset.albedo_every == 0
                 and self._colour_moved(state)  # the body's colour as seen where the body now is
             ):
