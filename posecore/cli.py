@@ -167,8 +167,7 @@ def initial_from_photo(args: argparse.Namespace, options):
     if args.mask == "auto":
         options = replace(options, mask=None)  # the detected mask is added after set-up
     wants = not args.init or args.mask == "auto" or args.keypoints == "detect" or args.person is not None
-    for_hypotheses = not wants and hypotheses_want_landmarks(args, options)
-    if not (wants or for_hypotheses):
+    if not wants:
         return options, {}, None
     from posecore.bodies import load_body_model
     from posecore.detect.photo import photo_start
@@ -179,15 +178,6 @@ def initial_from_photo(args: argparse.Namespace, options):
     target = read_target_image(args.image)  # decoded once: detection and the fit share it
     size = fit_size(target.size, options.size)
     kwargs = {"body": body, "target": target}
-    if for_hypotheses:  # landmarks are welcome, not required: a photo without a found person still fits
-        from posecore.detect.landmarks import NoPersonFoundError
-
-        try:
-            photo = photo_start(args.image, body, size=size, person=args.person, image=target.rgb)
-        except NoPersonFoundError as exc:
-            print(f"note: no landmarks for the hypotheses ({exc}); fitting without them", file=sys.stderr)
-            return options, kwargs, None
-        return options, kwargs, photo
     photo = photo_start(args.image, body, size=size, person=args.person, image=target.rgb)
     if not args.init:
         kwargs["init"] = photo.as_body_init(body)
@@ -196,11 +186,11 @@ def initial_from_photo(args: argparse.Namespace, options):
 
 def hypotheses_want_landmarks(args: argparse.Namespace, options) -> bool:
     """Whether a fit from an init file should detect landmarks for its hypothesis search: the search is on
-    (:func:`posecore.fitting.setup.preset_for`), the keypoint term is not refused, and the fit is whole-body."""
+    (:func:`posecore.fitting.setup.preset_for`), ``--keypoints`` is not given, and the fit is whole-body."""
     from posecore.fitting.setup import preset_for
 
-    if getattr(args, "keypoints", None) == "none" or options.part is not None:
-        return False
+    if getattr(args, "keypoints", None) is not None or options.part is not None:
+        return False  # 'none' refuses landmarks; a landmarks file or 'detect' gives them to the fit itself
     return preset_for(options).hypotheses > 0
 
 
@@ -211,12 +201,19 @@ def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     ``--person``) uses the landmarks to score the candidates and the mask to estimate the body's colour, and
     leaves both out of its own objective (a poor detection, e.g. in a small image, cannot pull the pose)."""
     problem = prepared.problem
-    search_only = bool(args.init) and args.keypoints is None and args.mask != "auto" and args.person is None
-    if photo is not None and search_only:  # landmarks detected for the hypothesis search alone
-        problem.cues_for_search_only = True
-    elif photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
+    if photo is None and hypotheses_want_landmarks(args, prepared.options):
+        # A fit from an init file: landmarks only score the hypothesis search (welcome, not required: no person
+        # found, or no MediaPipe, and the fit goes on without a search). Detected after the inputs were checked.
+        from posecore.detect.cues import detect_cues
+
+        cues = detect_cues(problem.target, prepared.body, source=str(args.image))
+        if cues is not None:
+            problem.keypoints, problem.bone_directions = cues
+            problem.cues_for_search_only = True
+    if photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
         problem.person_mask = photo.mask
-    problem.keypoints = keypoints_for_fit(args, prepared.body, photo, prepared.size)
+    if not problem.cues_for_search_only:
+        problem.keypoints = keypoints_for_fit(args, prepared.body, photo, prepared.size)
     if photo is not None and problem.keypoints is not None and args.keypoints in (None, "detect"):
         problem.bone_directions = photo.bone_directions(prepared.body)
     prepared.preset = prepared.preset.with_overrides(keypoint_weight=args.keypoint_weight)
@@ -231,7 +228,8 @@ def photo_settings(prepared, args: argparse.Namespace, photo) -> dict:
     return {
         "init": str(args.init) if args.init else None,
         "mask": "auto" if photo is not None and not args.mask and not args.mask_from_alpha else args.mask,
-        "keypoints": prepared.problem.keypoints is not None,
+        "keypoints": prepared.problem.keypoints is not None and not prepared.problem.cues_for_search_only,
+        "landmarks_for_hypotheses": prepared.problem.cues_for_search_only,
         "keypoint_weight": prepared.preset.keypoint_weight,
         "photo_start": photo.summary() if photo is not None else None,
     }

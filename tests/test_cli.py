@@ -166,7 +166,9 @@ def test_smplify_x_result_fits_with_an_smplx_model(synthetic_smplx_dir, tmp_path
     metrics = json.loads((out / "result.json").read_text())["metrics"]
     # Seen from 95 m at 5000 px focal length the view is nearly orthographic: depth is unobservable, so the
     # test judges the pose after Procrustes alignment, and the image.
-    assert metrics["pa_mpjpe_mm"]["after"] < 0.6 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
+    # 0.7: the fast preset's colour, estimated again every 10 iterations, costs this nearly orthographic view some
+    # depth accuracy (PA-MPJPE 21 -> 14 mm, against 8.5 mm with one colour) and gains 7.6 mm on the benchmark set.
+    assert metrics["pa_mpjpe_mm"]["after"] < 0.7 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
     assert metrics["image_error_percent"]["after"] < 0.5 * metrics["image_error_percent"]["before"]
     fitted = np.load(out / "fit.npz")
     names = list(fitted["joint_names"])
@@ -237,6 +239,8 @@ def test_smplify_x_default_layout_with_vposer(synthetic_smplx_dir, tmp_path, cap
     result = json.loads((out / "result.json").read_text())
     assert result["settings"]["optimise"] == ["vposer", "camera_angle"]
     metrics = result["metrics"]
-    assert metrics["pa_mpjpe_mm"]["after"] < 0.6 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
+    # 0.7: the fast preset's colour, estimated again every 10 iterations, costs this nearly orthographic view some
+    # depth accuracy (PA-MPJPE 21 -> 14 mm, against 8.5 mm with one colour) and gains 7.6 mm on the benchmark set.
+    assert metrics["pa_mpjpe_mm"]["after"] < 0.7 * metrics["pa_mpjpe_mm"]["before"], metrics["pa_mpjpe_mm"]
     assert metrics["image_error_percent"]["after"] < 0.5 * metrics["image_error_percent"]["before"]
     assert 0 < metrics["best_iteration"] <= 50

@@ -14,12 +14,18 @@ from posecore.errors import BackendUnavailableError
 from posecore.fitting.directions import BoneDirections
 from posecore.fitting.keypoints import Keypoints2D
 
+MIN_PERSON_PX = 64
+"""Landmarks of a person spanning fewer pixels (longer side of the visible landmarks' box) are not used as cues:
+MediaPipe's joints on a small person are too coarse to tell sides and depths apart (on a 96 px render they made a
+hypothesis search pick a flipped knee)."""
+
 
 def detect_cues(
     image: torch.Tensor, body: BodyModel, person_box: tuple[int, int, int, int] | None = None, source: str = "photo"
 ) -> tuple[Keypoints2D, BoneDirections] | None:
     """Detect the person in ``image`` and return (keypoints at the image's size, bone directions), or None when
-    nobody is found or MediaPipe is not installed (cues are welcome, not required).
+    nobody is found, the person spans fewer than :data:`MIN_PERSON_PX` pixels, or MediaPipe is not installed (cues
+    are welcome, not required).
 
     Args:
         image: (H, W, 3) float in [0, 1], the fit's target. body: the body the keypoints index.
@@ -30,8 +36,11 @@ def detect_cues(
     from posecore.detect.photo import photo_rgb8
 
     try:
-        detection = detect_landmarks(photo_rgb8(image), person_box, source)
+        detection = detect_landmarks(photo_rgb8(image), person_box, source, retries=False)
     except (NoPersonFoundError, BackendUnavailableError, ImportError):
         return None
+    points = detection.points[detection.visibility > 0.5]
+    if len(points) < 8 or float((points.max(0) - points.min(0)).max()) < MIN_PERSON_PX:
+        return None  # a person this small gets landmarks too coarse to judge sides and depths by
     keypoints = landmark_initialiser(body).keypoints(detection)
     return keypoints, BoneDirections.from_detection(body, detection.world, detection.visibility)

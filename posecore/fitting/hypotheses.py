@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from posecore.fitting.loop import FitState, PoseFitter
 
 
+SAME_BODY_M = 0.05
+"""Candidates whose joints all lie within this distance (metres) of an earlier candidate's are that candidate
+again (a straight limb flipped in depth): trying them twice would only let the brief fits' noise choose."""
+
+
 def parse_hypotheses(text: str | int | None, preset_keep: int) -> int:
     """How many candidates a fit tries after screening: ``auto`` (or None) = the preset's, ``off`` = 0 (no search),
     an integer N >= 0 = N.
@@ -116,7 +121,7 @@ class HypothesisSearch:
         return all(j in movable for j in changed.nonzero().flatten().tolist())
 
     def candidates(self) -> dict[str, BodyParams]:
-        """The start and its allowed alternatives, by name, each body once."""
+        """The start and its allowed alternatives, by name, each body once (see :data:`SAME_BODY_M`)."""
         fitter = self.fitter
         start = fitter.initial
         from posecore.fitting.limits import JointLimits
@@ -124,12 +129,17 @@ class HypothesisSearch:
         limits = fitter.limits if fitter.limits is not None else JointLimits.for_body(fitter.problem.body)
         made = alternatives(fitter.problem.body, start, fitter.problem.look.camera, limits)
         kept: dict[str, BodyParams] = {}
+        joints: list[torch.Tensor] = []
+        body = fitter.problem.body
         for name, params in made.items():
             if name != "start" and not self.allowed(start, params):
                 continue
-            if any(torch.allclose(params.rotations, other.rotations, atol=1e-6) for other in kept.values()):
-                continue  # e.g. legs swapped where both legs are at rest: the same body as the start
+            with torch.no_grad():
+                where = body(params).joints
+            if any(float((where - other).norm(dim=-1).max()) < SAME_BODY_M for other in joints):
+                continue  # e.g. a straight knee flipped, legs swapped when both are at rest: the start again
             kept[name] = params
+            joints.append(where)
         return kept
 
     def _sub_fitter(self, params: BodyParams, iterations: int) -> PoseFitter:

@@ -320,11 +320,11 @@ class PoseFitter:
             use = covered * (shading > 0.05)
 
             def colour(pixels: torch.Tensor) -> torch.Tensor | None:
-                chosen = pixels > 0.5
-                if int(chosen.sum()) < 50:
+                """Target colour / rendered shading summed over ``pixels`` (H, W), or None for too few."""
+                if float(pixels.sum()) < 50:
                     return None
-                t, sh = self.target[chosen], shading[chosen][:, None]
-                return (t.sum(0) / sh.sum(0).clamp_min(1e-9)).clamp(0.05, 1.0)
+                c = (self.target * pixels[..., None]).sum((0, 1)) / (shading[..., None] * pixels[..., None]).sum((0, 1))
+                return c.clamp(0.05, 1.0)
 
             whole = colour(use)
             whole = torch.tensor(DEFAULT_ALBEDO) if whole is None else whole
@@ -336,7 +336,7 @@ class PoseFitter:
                 face_label = torch.full(faces.shape, -1, dtype=torch.int64)
                 face_label[seen] = labels[p.body.faces[faces[seen], 0]]
                 for part in range(int(labels.max()) + 1):
-                    c = colour(use * (face_label == part))
+                    c = colour(use * (face_label == part).to(use.dtype))
                     if c is not None:
                         colors[labels == part] = c
         return colors
