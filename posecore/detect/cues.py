@@ -14,17 +14,16 @@ from posecore.errors import BackendUnavailableError
 from posecore.fitting.directions import BoneDirections
 from posecore.fitting.keypoints import Keypoints2D
 
-MIN_PERSON_PX = 64
-"""Landmarks of a person spanning fewer pixels (longer side of the visible landmarks' box) are not used as cues:
-MediaPipe's joints on a small person are too coarse to tell sides and depths apart (on a 96 px render they made a
-hypothesis search pick a flipped knee)."""
+MIN_IMAGE_PX = 128
+"""Images with a shorter side under this many pixels give no cues: MediaPipe's joints there are too coarse to tell
+sides and depths apart (on a 96 px render they made a hypothesis search pick a flipped knee)."""
 
 
 def detect_cues(
     image: torch.Tensor, body: BodyModel, person_box: tuple[int, int, int, int] | None = None, source: str = "photo"
 ) -> tuple[Keypoints2D, BoneDirections] | None:
     """Detect the person in ``image`` and return (keypoints at the image's size, bone directions), or None when
-    nobody is found, the person spans fewer than :data:`MIN_PERSON_PX` pixels, or MediaPipe is not installed (cues
+    nobody is found, the image's shorter side is under :data:`MIN_IMAGE_PX` pixels, or MediaPipe is not installed (cues
     are welcome, not required).
 
     Args:
@@ -39,8 +38,7 @@ def detect_cues(
         detection = detect_landmarks(photo_rgb8(image), person_box, source, retries=False)
     except (NoPersonFoundError, BackendUnavailableError, ImportError):
         return None
-    points = detection.points[detection.visibility > 0.5]
-    if len(points) < 8 or float((points.max(0) - points.min(0)).max()) < MIN_PERSON_PX:
-        return None  # a person this small gets landmarks too coarse to judge sides and depths by
+    if min(image.shape[0], image.shape[1]) < MIN_IMAGE_PX or int((detection.visibility > 0.5).sum()) < 8:
+        return None  # landmarks this coarse (or this few) cannot judge sides and depths
     keypoints = landmark_initialiser(body).keypoints(detection)
     return keypoints, BoneDirections.from_detection(body, detection.world, detection.visibility)
