@@ -172,7 +172,6 @@ def markdown_section(rows: list[dict], command: str) -> str:
     by = {(r["scene"], r["mode"]): r for r in rows}
     head = "| scene | ambiguity | start MPJPE | " + " | ".join(f"{m}: recovered, MPJPE, s" for m in modes) + " |"
     lines = [
-        "<!-- ambiguity:start -->",
         f"Measured {machine_line()} with `{command}`.",
         "",
         head,
@@ -195,7 +194,6 @@ def markdown_section(rows: list[dict], command: str) -> str:
         worst = max((r["limit_excess_deg"] for r in rs), default=0.0)
         totals.append(f"**{rec}/{len(rs)}**, {mean:.1f} mm, {secs:.1f} (limits exceeded by at most {worst:.1f} deg)")
     lines.append("| " + " | ".join(totals) + " |")
-    lines.append("<!-- ambiguity:end -->")
     return "\n".join(lines) + "\n"
 
 
