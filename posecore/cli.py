@@ -202,14 +202,7 @@ def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     leaves both out of its own objective (a poor detection, e.g. in a small image, cannot pull the pose)."""
     problem = prepared.problem
     if photo is None and hypotheses_want_landmarks(args, prepared.options):
-        # A fit from an init file: landmarks only score the hypothesis search (welcome, not required: no person
-        # found, or no MediaPipe, and the fit goes on without a search). Detected after the inputs were checked.
-        from posecore.detect.cues import detect_cues
-
-        cues = detect_cues(problem.target, prepared.body, source=str(args.image))
-        if cues is not None:
-            problem.keypoints, problem.bone_directions = cues
-            problem.cues_for_search_only = True
+        prepared.add_search_cues()  # a fit from an init file: landmarks only score the hypothesis search
     if photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
         problem.person_mask = photo.mask
     if not problem.cues_for_search_only:

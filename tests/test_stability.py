@@ -64,3 +64,39 @@ def test_identical_frames_in_a_batch_come_out_close(photo_and_init, tmp_path) ->
     for later in poses[1:]:
         change = joint_angle_change_degrees(poses[0], later)
         assert float(change.max()) < FRAMES_MOST_DEG, float(change.max())
+
+
+def test_a_batch_searches_on_its_cold_start_and_keeps_the_reading_after(anny, tmp_path) -> None:
+    """The first frame of a chunk (started from --init) tries the single view's alternatives and finds the swapped
+    legs; the next frame, warm-started from it, keeps that reading (no search: flipping readings between frames
+    would make the sequence jump)."""
+    pytest.importorskip("mediapipe", reason="the search's landmarks come from mediapipe==0.10.14")
+    from posecore import rig as rigmath
+    from posecore.bench.scenes import TWISTED_LEGS, ambiguous_start, pose_for_body
+    from posecore.render.raster import RasterRenderer
+    from posecore.render.scene import Lighting, RenderScene
+
+    truth = anny.default_params()
+    truth.rotations = pose_for_body(anny, TWISTED_LEGS)
+    camera = rigmath.default_camera(rigmath.rest_rig(anny), 192, 192)
+    lighting = Lighting(ambient=torch.full((3,), 0.5), headlight=True, headlight_intensity=torch.full((3,), 0.5))
+    with torch.no_grad():
+        colours = torch.tensor([0.7, 0.45, 0.35]).expand(anny.num_vertices, 3)
+        image = RasterRenderer().render(RenderScene(anny(truth).vertices, anny.faces, colours, camera, lighting,
+                                                    torch.zeros(3))).image.clamp(0, 1)  # fmt: skip
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        save_image(frames / f"frame_{i:03d}.png", image)
+    init = tmp_path / "init.npz"
+    np.savez(init, **fit_arrays(anny, ambiguous_start(anny, truth, "swap_legs"), camera, torch.zeros(3)))
+    out = tmp_path / "out"
+    argv = ["batch", "--frames", str(frames), "--init", str(init), "--out", str(out), "--workers", "0",
+            "--chunk", "2", "--threads", "1", "--iterations", "40"]  # fmt: skip
+    assert main(argv) == 0
+    import json
+
+    first = json.loads((out / "frame_000" / "result.json").read_text())["settings"]["hypotheses"]
+    second = json.loads((out / "frame_001" / "result.json").read_text())["settings"]["hypotheses"]
+    assert first is not None and first["chosen"] == "swap_legs", first and first["chosen"]
+    assert second is None

@@ -53,12 +53,16 @@ def fit_frame(job: BatchJob, frame: Frame, previous: str | None, body, renderer)
     init = job.warm_start_init(previous) if previous else job.chunk_start_init(frame)
     target = job.source.load(frame)
     prepared = prepare_fit(job.options, target=target, init=init, body=body, renderer=renderer)
+    if previous is None:  # a cold start tries the single view's alternatives; a warm start keeps its reading
+        prepared.add_search_cues()
     prepared.crop_to_person()
-    states = prepared.fitter().run()
+    fitter = prepared.fitter()
+    states = fitter.run()
     last = states[-1]
     camera = prepared.output_camera(last.camera)
     metrics = summarise(body, states, prepared.problem.target)
     settings = {**prepared.settings("batch"), "frame": frame.name, "warm_start_from": previous}
+    settings["hypotheses"] = fitter.search.summary() if fitter.search is not None else None
     record = result_record(body, last.params, camera, last.camera_angle, history_of(states), metrics, settings)
     arrays = fit_arrays(body, last.params, camera, last.camera_angle)
     write_fit_outputs(job.frame_dir(frame), record, arrays, None)

@@ -160,6 +160,23 @@ class PreparedFit:
         body_box = points_box(uv[depth > 0], width, height)
         return union_box([mask_box(problem.person_mask), kp_box, body_box])
 
+    def add_search_cues(self) -> bool:
+        """Detect landmarks in the target for the hypothesis search alone (a fit from an init file or a warm
+        start): when the preset searches, the fit is whole-body and has no keypoints yet. Welcome, not required:
+        no person found (or an image under 128 px, or no MediaPipe) and the fit runs without a search. Call before
+        :meth:`crop_to_person`. Returns whether cues were added."""
+        problem = self.problem
+        if self.preset.hypotheses <= 0 or self.options.part is not None or problem.keypoints is not None:
+            return False
+        from posecore.detect.cues import detect_cues
+
+        cues = detect_cues(problem.target, problem.body, source=str(self.target.source))
+        if cues is None:
+            return False
+        problem.keypoints, problem.bone_directions = cues
+        problem.cues_for_search_only = True
+        return True
+
     def crop_to_person(self) -> PersonCrop | None:
         """Move the fit onto a window around the person when ``options.person_crop`` asks for it (call after every
         term is added: target, person mask, keypoints and ``--crop`` are cut consistently). Idempotent.
