@@ -184,16 +184,6 @@ def initial_from_photo(args: argparse.Namespace, options):
     return options, kwargs, photo
 
 
-def hypotheses_want_landmarks(args: argparse.Namespace, options) -> bool:
-    """Whether a fit from an init file should detect landmarks for its hypothesis search: the search is on
-    (:func:`posecore.fitting.setup.preset_for`), ``--keypoints`` is not given, and the fit is whole-body."""
-    from posecore.fitting.setup import preset_for
-
-    if getattr(args, "keypoints", None) is not None or options.part is not None:
-        return False  # 'none' refuses landmarks; a landmarks file or 'detect' gives them to the fit itself
-    return preset_for(options).hypotheses > 0
-
-
 def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     """Add what a detection gives to a prepared fit: the person mask (unless a mask file or the alpha channel gave
     one), the keypoint term, ``--keypoint-weight``, and for a photo start the body's translation as a parameter.
@@ -201,7 +191,7 @@ def add_photo_terms(prepared, args: argparse.Namespace, photo) -> None:
     ``--person``) uses the landmarks to score the candidates and the mask to estimate the body's colour, and
     leaves both out of its own objective (a poor detection, e.g. in a small image, cannot pull the pose)."""
     problem = prepared.problem
-    if photo is None and hypotheses_want_landmarks(args, prepared.options):
+    if photo is None and args.keypoints is None:  # 'none' refuses landmarks; a file or 'detect' gives them to the fit
         prepared.add_search_cues()  # a fit from an init file: landmarks only score the hypothesis search
     if photo is not None and problem.person_mask is None and args.mask in (None, "auto"):
         problem.person_mask = photo.mask

@@ -160,31 +160,31 @@ def _body_joints(body: BodyModel, params: BodyParams) -> torch.Tensor:
 
 def scene_cues(scene: Scene, body: BodyModel):
     """What ``fit`` detects in a scene's photo for a whole-body init-file fit (its default, for the hypothesis search
-    only): the 2D keypoints, the 3D landmarks' bone directions and the person mask (for the albedo), or
-    (None, None, None) for selective scenes or when no person is found."""
+    only): the 2D keypoints and the 3D landmarks' bone directions, or (None, None) for selective scenes or when no
+    person is found."""
     from posecore.detect.landmarks import NoPersonFoundError
     from posecore.detect.photo import photo_start
 
     if scene.part is not None or scene.folder is None:
-        return None, None, None
+        return None, None
     try:
         start = photo_start(scene.folder / "target.png", body, size=(scene.camera.width, scene.camera.height))
     except NoPersonFoundError:
-        return None, None, None
-    return start.init.keypoints, start.bone_directions(body), start.mask
+        return None, None
+    return start.init.keypoints, start.bone_directions(body)
 
 
-def fit_scene(scene: Scene, body: BodyModel, renderer, preset, cues=(None, None, None)) -> SceneResult:
+def fit_scene(scene: Scene, body: BodyModel, renderer, preset, cues=(None, None)) -> SceneResult:
     """Fit one scene and measure it. Returns the metrics row (``before``/``after`` pairs in mm, %, degrees).
 
-    ``cues``: (keypoints, bone directions, mask) detected in the photo (:func:`scene_cues`): for the hypothesis
-    search and the albedo, as ``fit`` uses them by default; or (None, None, None)."""
+    ``cues``: (keypoints, bone directions) detected in the photo (:func:`scene_cues`): for the hypothesis search, as
+    ``fit`` uses them by default; or (None, None)."""
     from posecore.fitting.look import Look
     from posecore.fitting.loop import FitProblem, PoseFitter
     from posecore.fitting.parts import part_joints
 
     look = Look(scene.init_camera, part=scene.part)
-    keypoints, bones, _mask = cues  # the mask is not used: 'fit' without --mask auto does not
+    keypoints, bones = cues
     problem = FitProblem(
         body, scene_initial(scene, body), scene.target, look, renderer, keypoints=keypoints, bone_directions=bones,
         cues_for_search_only=True,
@@ -286,9 +286,7 @@ def run_accuracy(
     for scene in scenes:
         if scene.model_spec not in bodies:
             bodies[scene.model_spec] = load_body_model(scene.model_spec)
-    cues = {
-        s.name: scene_cues(s, bodies[s.model_spec]) if landmarks == "detect" else (None, None, None) for s in scenes
-    }
+    cues = {s.name: scene_cues(s, bodies[s.model_spec]) if landmarks == "detect" else (None, None) for s in scenes}
     results: list[SceneResult] = []
     skipped: dict[str, str] = {}
     for backend in backends:

@@ -96,11 +96,9 @@ def fit_ambiguity_scene(scene, body: BodyModel, renderer, preset, mode: str, sta
                           side_view(body, report.params, scene.init_camera, renderer)))  # fmt: skip
         views.append(("final fit", side_view(body, last.params, scene.init_camera, renderer)))
         panels.append({"scene": scene.name, "target": scene.target, "views": views})
-    limits = fitter.limits if fitter.limits is not None else None
-    if limits is None:
-        from posecore.fitting.limits import JointLimits
+    from posecore.fitting.limits import JointLimits
 
-        limits = JointLimits.for_body(body)
+    limits = fitter.limits if fitter.limits is not None else JointLimits.for_body(body)
     return {
         "scene": scene.name,
         "ambiguity": ambiguity,

@@ -557,16 +557,13 @@ def ambiguous_start(body: BodyModel, truth: BodyParams, ambiguity: str) -> BodyP
         world = _world_rotations(body, truth.rotations)
         start.rotations[a] = matrix_to_axis_angle(world[body.parents[a]].T @ turn @ world[a])
     elif kind == "turned":
+        from posecore.fitting.ambiguities import side_pairs
+
         for j in range(1, body.num_joints):
             start.rotations[j] = mirror_rotation(body, truth.rotations[j])
-        names = body.joint_names
-        for j, name in enumerate(names):
-            twin = name.replace("left_", "right_") if name.startswith("left_") else None
-            twin = name[:-2] + ".R" if name.endswith(".L") else twin
-            if twin is not None and twin in names:
-                k = names.index(twin)
-                start.rotations[j] = mirror_rotation(body, truth.rotations[k])
-                start.rotations[k] = mirror_rotation(body, truth.rotations[j])
+        for j, k in side_pairs(body):
+            start.rotations[j] = mirror_rotation(body, truth.rotations[k])
+            start.rotations[k] = mirror_rotation(body, truth.rotations[j])
         frame = model_frame(body)
         up = frame @ torch.tensor([0.0, 0.0, 1.0])
         left = frame[:, 0]
@@ -663,11 +660,7 @@ def perturb(body: BodyModel, truth: BodyParams, spec: SceneSpec) -> tuple[BodyPa
     initial = truth.clone()
     errors: dict[str, float] = {}
     if spec.swap_arms:
-        for suffix in ARM_JOINTS:
-            left, right = model_joint(body, f"left_{suffix}"), model_joint(body, f"right_{suffix}")
-            rl, rr = truth.rotations[left].clone(), truth.rotations[right].clone()
-            initial.rotations[left] = mirror_rotation(body, rr)
-            initial.rotations[right] = mirror_rotation(body, rl)
+        _mirrored_swap(body, initial, ARM_JOINTS)
     for name in spec.error_joints:
         j = model_joint(body, name)
         angle = float(rng.uniform(15.0, 30.0))

@@ -195,11 +195,12 @@ def flip_limb_depth(
         raise ValueError(f"bones must be 'both', 'lower' or 'upper', got {bones!r}")
     chain = ARM_CHAIN if limb == "arm" else LEG_CHAIN
     a, b, e = (model_joint(body, f"{side}_{name}") for name in chain)
-    c = view_direction(body, params, camera, a)
-    reflect = _reflection(c)
     with torch.no_grad():
         joints = body(params).joints
         rest = body(body.default_params()).joints
+    ray = joints[a] - camera.position.to(joints)
+    c = ray / ray.norm().clamp_min(1e-9)
+    reflect = _reflection(c)
     d1, d2 = joints[b] - joints[a], joints[e] - joints[b]
     new_d1 = reflect @ d1 if bones in ("both", "upper") else d1
     new_d2 = reflect @ d2 if bones in ("both", "lower") else d2

@@ -356,17 +356,12 @@ class PoseFitter:
             image_loss = image_loss * (preset.reference_size**2 / (camera.width * camera.height))
         return output, weight, image_loss
 
-    def _colour_moved(self, state: FitState, tolerance: float = 0.01) -> bool:
-        """Re-estimate the albedo at ``state``'s pose and camera; adopt it and return True if it differs from the
-        one in use by more than ``tolerance``. A colour estimated where a wrong start put the limbs misleads the
-        image term; kept current, the fit converges where a fit started from its result begins (the same
-        objective), so fitting a result again leaves it in place."""
+    def _recolour(self, state: FitState) -> None:
+        """Estimate the albedo again at ``state``'s pose and camera and use it from now on. A colour estimated where
+        a wrong start put the limbs misleads the image term; kept current, the fit converges where a fit started
+        from its result begins (the same objective)."""
         with torch.no_grad():
-            colours = self.estimate_albedo(self.problem.body(state.params).vertices, state.camera)
-        if float((colours - self.vertex_colors).abs().max()) <= tolerance:
-            return False
-        self.vertex_colors = colours
-        return True
+            self.vertex_colors = self.estimate_albedo(self.problem.body(state.params).vertices, state.camera)
 
     def _check_visible(self, vertices: torch.Tensor) -> None:
         cam = self.problem.look.camera
@@ -462,8 +457,8 @@ class PoseFitter:
                 and not final
                 and not (coarse is not None and 0 < iteration < coarse_until)  # re-scored at full resolution only
                 and iteration % preset.albedo_every == 0
-                and self._colour_moved(state)  # the body's colour as seen where the body now is
             ):
+                self._recolour(state)  # the body's colour as seen where the body now is
                 best = None  # a new objective: earlier states are not comparable ...
                 with torch.no_grad():  # ... but the start is, scored again under the new colour
                     start_image = float(self._image_term(body(first.params).vertices, first.camera, fine)[2])
